@@ -1,0 +1,5 @@
+"""Built-in learners: each turns a task's noisy labels (and images) into posteriors."""
+
+from benchmark.learners.truth import TruthLearner
+
+BUILTIN_LEARNERS = [TruthLearner]

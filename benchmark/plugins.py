@@ -1,0 +1,214 @@
+"""Base classes for the three kinds of plugin: datasets, strategies and learners.
+
+A plugin is a small class with a ``name``, a one-line ``description`` and a ``parameters``
+grid (each parameter maps to the list of values the default suite runs; the first is the
+default). Instances are cheap and do no work in ``__init__``; a configured instance is named by
+its *spec*, ``name[key=value,...]``, which is what tables and caches record.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from benchmark.task import CleaningTask
+
+
+class Plugin:
+    kind: ClassVar[str] = "plugin"
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+    parameters: ClassVar[dict[str, list[Any]]] = {}
+
+    def __init__(self, **params: Any) -> None:
+        unknown = sorted(set(params) - set(self.parameters))
+        if unknown:
+            known = ", ".join(sorted(self.parameters)) or "none"
+            raise ValueError(
+                f"{self.kind} {self.name!r} has no parameter {', '.join(unknown)} "
+                f"(parameters: {known})"
+            )
+        self.params: dict[str, Any] = {k: v[0] for k, v in self.parameters.items()}
+        self.params.update(params)
+
+    @property
+    def spec(self) -> str:
+        """``name`` or ``name[k=v,...]`` listing the parameters that differ from defaults...
+
+        ...except that every parameter with more than one grid value is always shown, so that
+        the cells of a grid are told apart in tables.
+        """
+        shown = {
+            k: v
+            for k, v in self.params.items()
+            if len(self.parameters.get(k, [])) > 1 or v != self.parameters[k][0]
+        }
+        return format_spec(self.name, shown)
+
+    @classmethod
+    def grid(cls) -> Iterator[dict[str, Any]]:
+        """Every combination of the declared parameter values."""
+        keys = list(cls.parameters)
+        for values in itertools.product(*(cls.parameters[k] for k in keys)):
+            yield dict(zip(keys, values, strict=True))
+
+    def __repr__(self) -> str:
+        return f"<{self.kind} {self.spec}>"
+
+
+class Dataset(Plugin):
+    """Builds a :class:`CleaningTask` from files under a data root."""
+
+    kind = "dataset"
+
+    def load(self, data_root: Path | None = None) -> CleaningTask:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True, eq=False)
+class ScoringContext:
+    """What a strategy may look at when it scores samples.
+
+    Attributes:
+        label_counts: (N, C) current expert label counts (one-hot at the noisy label at start).
+        posteriors: (N, C) model posteriors, or None when the run has none.
+        stochastic: (T, N, C) stochastic posteriors (MC dropout, ensembles), or None.
+        true_dist: (N, C) the expert's distribution; only given to strategies whose
+            ``requires`` contains ``"truth"`` (the oracle).
+        seed: the run's seed, for strategies that draw random numbers.
+    """
+
+    label_counts: np.ndarray
+    posteriors: np.ndarray | None = None
+    stochastic: np.ndarray | None = None
+    true_dist: np.ndarray | None = None
+    seed: int = 0
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.label_counts.shape[0])
+
+    @property
+    def n_classes(self) -> int:
+        return int(self.label_counts.shape[1])
+
+    @property
+    def label_dist(self) -> np.ndarray:
+        """(N, C) the current label counts normalised to distributions."""
+        counts = self.label_counts.astype(np.float64)
+        return counts / counts.sum(axis=1, keepdims=True)
+
+    @property
+    def current_labels(self) -> np.ndarray:
+        """(N,) the current majority label."""
+        return np.argmax(self.label_counts, axis=1)
+
+    def rows(self, idx: np.ndarray) -> ScoringContext:
+        """The same context restricted to the samples ``idx``."""
+        return ScoringContext(
+            label_counts=self.label_counts[idx],
+            posteriors=None if self.posteriors is None else self.posteriors[idx],
+            stochastic=None if self.stochastic is None else self.stochastic[:, idx],
+            true_dist=None if self.true_dist is None else self.true_dist[idx],
+            seed=self.seed,
+        )
+
+
+class Strategy(Plugin):
+    """Scores samples for relabelling: higher = relabel sooner.
+
+    ``requires`` names what ``score`` reads besides the label counts: ``"posteriors"``,
+    ``"stochastic"`` or ``"truth"``. A strategy whose score of a sample depends only on that
+    sample's own row (every strategy here) is *static*: the simulator scores it once and sorts
+    once. ``reselect`` strategies may return to a sample whose majority is still wrong after
+    its annotation; the simulator re-scores that one row and keeps it in a priority queue.
+    """
+
+    kind = "strategy"
+    requires: ClassVar[frozenset[str]] = frozenset({"posteriors"})
+    reselect: ClassVar[bool] = False
+
+    def score(self, ctx: ScoringContext) -> np.ndarray:
+        """(N,) float scores; higher = relabel sooner. Ties are broken at random by the caller."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True, eq=False)
+class Posteriors:
+    """A learner's output for every sample of a task.
+
+    Attributes:
+        probs: (N, C) float32, rows sum to 1.
+        stochastic: (T, N, C) float32 samples of the posterior, or None.
+        info: small JSON-serialisable facts about the fit (accuracies, epochs, seconds).
+    """
+
+    probs: np.ndarray
+    stochastic: np.ndarray | None = None
+    info: dict[str, Any] | None = None
+
+
+class Learner(Plugin):
+    """Fits a model on a task's noisy labels and returns posteriors for every sample.
+
+    Outputs are cached on disk under a hash of ``cache_key`` (see :mod:`benchmark.cache`);
+    bump ``version`` whenever a change to the code would change what it returns.
+    """
+
+    kind = "learner"
+    version: ClassVar[str] = "1"
+    #: False for learners that read only label tables (no images needed).
+    needs_images: ClassVar[bool] = True
+
+    def fit_predict(self, task: CleaningTask, *, seed: int, progress: bool = True) -> Posteriors:
+        raise NotImplementedError
+
+
+def format_spec(name: str, params: dict[str, Any]) -> str:
+    if not params:
+        return name
+    inner = ",".join(f"{k}={_format_value(v)}" for k, v in sorted(params.items()))
+    return f"{name}[{inner}]"
+
+
+def _format_value(v: Any) -> str:
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return str(v)
+
+
+def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
+    """``"eq2[hinge=True]"`` -> ``("eq2", {"hinge": True})``; values are parsed as
+    int, float, bool or None where they look like one, else kept as strings."""
+    spec = spec.strip()
+    if "[" not in spec:
+        return spec, {}
+    if not spec.endswith("]"):
+        raise ValueError(f"malformed spec {spec!r}: expected name[key=value,...]")
+    name, inner = spec[:-1].split("[", 1)
+    params: dict[str, Any] = {}
+    for item in filter(None, (s.strip() for s in inner.split(","))):
+        if "=" not in item:
+            raise ValueError(f"malformed parameter {item!r} in {spec!r}: expected key=value")
+        key, value = (s.strip() for s in item.split("=", 1))
+        params[key] = _parse_value(value)
+    return name.strip(), params
+
+
+def _parse_value(text: str) -> Any:
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered == "none":
+        return None
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text

@@ -1,0 +1,245 @@
+"""The relabelling simulator (Bernhardt et al. 2022, and the semantics of DESIGN.md).
+
+Label state is an (N, C) matrix of counts, one-hot at the noisy label at start. The strategy
+ranks samples; the expert re-annotates the selected sample until its counts have a strict
+majority; cost is the number of draws. A new sample is selected while the annotations spent are
+at most the budget, so the last one may finish past it. A sample is selected once, except by
+``reselect`` strategies (the oracle), which may return to a sample whose majority is still
+wrong. Tied scores are ordered by a seeded random permutation.
+
+A strategy's score of a sample depends only on that sample's own state, and a sample's state
+changes only when it is selected, so scores are computed once and sorted once: a run costs
+O(N log N) plus vectorised work proportional to the annotations spent.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass
+
+import numpy as np
+
+from benchmark.expert import annotate, cumulative
+from benchmark.plugins import ScoringContext, Strategy
+from benchmark.task import CleaningTask
+
+
+class StrategyError(RuntimeError):
+    """A strategy raised or returned scores that cannot be used."""
+
+
+@dataclass(frozen=True, eq=False)
+class Trajectory:
+    """What happened in one run, one entry per selection.
+
+    Attributes:
+        selected: (S,) index of the sample selected at each step (repeats only for reselect).
+        draws: (S,) expert draws spent on that selection (>= 1).
+        spent: (S,) annotations spent in total after the step.
+        accuracy: (S,) label accuracy in % after the step.
+        mislabelled_clear, mislabelled_ambiguous: (S,) mislabelled samples left after the
+            step whose true distribution is clear / ambiguous.
+        initial_accuracy, initial_clear, initial_ambiguous: the same before any selection.
+        budget: the annotations the run was allowed to start spending.
+        final_counts: (N, C) the label counts at the end.
+    """
+
+    selected: np.ndarray
+    draws: np.ndarray
+    spent: np.ndarray
+    accuracy: np.ndarray
+    mislabelled_clear: np.ndarray
+    mislabelled_ambiguous: np.ndarray
+    initial_accuracy: float
+    initial_clear: int
+    initial_ambiguous: int
+    budget: int
+    final_counts: np.ndarray
+
+    @property
+    def total_spent(self) -> int:
+        return int(self.spent[-1]) if self.spent.size else 0
+
+
+def initial_counts(task: CleaningTask) -> np.ndarray:
+    counts = np.zeros((task.n_samples, task.n_classes), dtype=np.int64)
+    counts[np.arange(task.n_samples), task.noisy_labels] = 1
+    return counts
+
+
+def checked_scores(strategy: Strategy, ctx: ScoringContext) -> np.ndarray:
+    """Runs ``strategy.score`` and validates what it returns, naming the strategy on error."""
+    try:
+        scores = strategy.score(ctx)
+    except Exception as exc:
+        raise StrategyError(
+            f"strategy {strategy.spec} raised {type(exc).__name__}: {exc}"
+        ) from exc
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.shape != (ctx.n_samples,):
+        raise StrategyError(
+            f"strategy {strategy.spec} returned scores of shape {scores.shape}; "
+            f"expected ({ctx.n_samples},), one score per sample"
+        )
+    if np.isnan(scores).any():
+        bad = int(np.isnan(scores).sum())
+        raise StrategyError(f"strategy {strategy.spec} returned {bad} NaN scores")
+    return scores
+
+
+def ranking(scores: np.ndarray, seed: int) -> np.ndarray:
+    """Sample indices by decreasing score, ties ordered by a permutation seeded by ``seed``."""
+    tiebreak = np.random.default_rng([seed, 0x7E]).permutation(scores.size)
+    return np.lexsort((tiebreak, -scores))
+
+
+def simulate(
+    task: CleaningTask,
+    strategy: Strategy,
+    ctx: ScoringContext,
+    *,
+    seed: int,
+    budget: int | None = None,
+    max_draws: int | None = None,
+) -> Trajectory:
+    """Runs one relabelling simulation.
+
+    Args:
+        task: the task; its ``true_dist`` drives the expert.
+        strategy: the ranking strategy.
+        ctx: what the strategy sees (label counts must be the initial ones).
+        seed: seeds the expert's draws and the tie-breaking permutation.
+        budget: annotations to spend; defaults to ``task.budget``.
+        max_draws: optional cap on the draws of one selection.
+    """
+    budget = task.budget if budget is None else int(budget)
+    counts = ctx.label_counts.astype(np.int64, copy=True)
+    truth = task.true_labels
+    ambiguous = task.ambiguous
+    correct0 = np.argmax(counts, axis=1) == truth
+    scores = checked_scores(strategy, ctx)
+    order = ranking(scores, seed)
+
+    # Each selection costs at least one draw, so no run selects more than budget + 1 samples
+    # from the ranking; their first annotation episodes are independent of one another
+    # (the expert's draws are keyed by sample), so they are simulated in one vectorised pass.
+    head = order[: budget + 1]
+    cdf = cumulative(task.true_dist[head])
+    after, draws = annotate(counts[head], cdf, head, np.zeros(head.size, np.int64), seed, max_draws)
+
+    if strategy.reselect:
+        selected, draws_arr, correct_after = _reselect_loop(
+            task, strategy, ctx, scores, counts, head, after, draws, seed, budget, max_draws
+        )
+    else:
+        spent_before = np.concatenate([[0], np.cumsum(draws)[:-1]])
+        n_sel = int(np.searchsorted(spent_before, budget, side="right"))
+        selected, draws_arr = head[:n_sel], draws[:n_sel]
+        counts[selected] = after[:n_sel]
+        correct_after = np.argmax(after[:n_sel], axis=1) == truth[selected]
+
+    gain = correct_after.astype(np.int64) - _correct_before(selected, correct0, correct_after)
+    n = task.n_samples
+    wrong0_clear = int(np.sum(~correct0 & ~ambiguous))
+    wrong0_amb = int(np.sum(~correct0 & ambiguous))
+    amb_sel = ambiguous[selected]
+    return Trajectory(
+        selected=selected,
+        draws=draws_arr,
+        spent=np.cumsum(draws_arr),
+        accuracy=100.0 * (int(correct0.sum()) + np.cumsum(gain)) / n,
+        mislabelled_clear=_left(wrong0_clear, gain, ~amb_sel),
+        mislabelled_ambiguous=_left(wrong0_amb, gain, amb_sel),
+        initial_accuracy=100.0 * float(correct0.mean()),
+        initial_clear=wrong0_clear,
+        initial_ambiguous=wrong0_amb,
+        budget=budget,
+        final_counts=counts,
+    )
+
+
+def _left(initial: int, gain: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Mislabelled samples left after each step, counting only the steps in ``mask``."""
+    return initial - np.cumsum(np.where(mask, gain, 0))
+
+
+def _correct_before(selected: np.ndarray, correct0: np.ndarray, correct_after: np.ndarray) -> np.ndarray:
+    """Whether each selected sample was correct just before its selection.
+
+    For a sample's first selection that is its initial state; for a re-selection it is the
+    state its previous selection left.
+    """
+    before = correct0[selected].astype(np.int64)
+    last: dict[int, int] = {}
+    if len(np.unique(selected)) != len(selected):
+        for step, i in enumerate(selected.tolist()):
+            if i in last:
+                before[step] = int(correct_after[last[i]])
+            last[i] = step
+    return before
+
+
+def _reselect_loop(
+    task: CleaningTask,
+    strategy: Strategy,
+    ctx: ScoringContext,
+    scores: np.ndarray,
+    counts: np.ndarray,
+    head: np.ndarray,
+    after: np.ndarray,
+    draws: np.ndarray,
+    seed: int,
+    budget: int,
+    max_draws: int | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Selection with returns: the ranking plus a heap of re-queued samples.
+
+    A sample whose majority is still wrong after its annotation is re-scored on its own row and
+    pushed on a heap; each step takes whichever is higher, the heap's top or the next sample of
+    the ranking (ties go to the ranking). Re-queued samples are rare, so the heap stays small.
+    Updates ``counts`` in place.
+    """
+    truth = task.true_labels
+    tiebreak = np.random.default_rng([seed, 0x7E]).permutation(scores.size)
+    draws_made = np.zeros(task.n_samples, dtype=np.int64)
+    heap: list[tuple[float, int, int]] = []
+    selected: list[int] = []
+    spent_list: list[int] = []
+    correct: list[bool] = []
+    ptr, spent = 0, 0
+    while spent <= budget:
+        take_heap = bool(heap) and (
+            ptr >= head.size or -heap[0][0] > scores[head[ptr]]
+        )
+        if take_heap:
+            _, _, i = heapq.heappop(heap)
+            row_counts, row_draws = annotate(
+                counts[i : i + 1], cumulative(task.true_dist[i : i + 1]),
+                np.array([i]), draws_made[i : i + 1], seed, max_draws,
+            )
+            counts[i], n = row_counts[0], int(row_draws[0])
+        elif ptr < head.size:
+            i = int(head[ptr])
+            counts[i], n = after[ptr], int(draws[ptr])
+            ptr += 1
+        else:
+            break
+        draws_made[i] += n
+        spent += n
+        selected.append(i)
+        spent_list.append(n)
+        ok = bool(np.argmax(counts[i]) == truth[i])
+        correct.append(ok)
+        if not ok:
+            row_ctx = ScoringContext(
+                label_counts=counts[i : i + 1], posteriors=_row(ctx.posteriors, i),
+                stochastic=None if ctx.stochastic is None else ctx.stochastic[:, i : i + 1],
+                true_dist=_row(ctx.true_dist, i), seed=ctx.seed,
+            )
+            new_score = float(checked_scores(strategy, row_ctx)[0])
+            heapq.heappush(heap, (-new_score, int(tiebreak[i]), i))
+    return np.array(selected, dtype=np.int64), np.array(spent_list, dtype=np.int64), np.array(correct)
+
+
+def _row(a: np.ndarray | None, i: int) -> np.ndarray | None:
+    return None if a is None else a[i : i + 1]

@@ -1,0 +1,146 @@
+"""CIFAR-10H: the CIFAR-10 test images, each labelled by about 51 people (Peterson et al. 2019).
+
+The expert's distribution of an image is its human annotation counts normalised; the true label
+is their plurality vote. Noisy labels are one draw per image from the temperature-scaled
+distribution p^(1/T) (T=2: about 15 % noise, T=10: about 30 %), drawn exactly as the paper's
+reference code draws them, so that the noise is the paper's.
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+
+from benchmark.dataroot import DataNotFoundError, find_data_file, user_cache_dir
+from benchmark.plugins import Dataset
+from benchmark.task import CleaningTask, normalised_entropy
+
+CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+TOTAL = 10_000
+PAPER_SEED = 1234
+SHIPPED_COUNTS = Path(__file__).resolve().parent / "data" / "cifar10h-counts.npy"
+HOW_TO_GET_IMAGES = (
+    "Get the CIFAR-10 test images with torchvision when online\n"
+    "  (python -c \"import torchvision; torchvision.datasets.CIFAR10('<root>', train=False, "
+    "download=True)\"),\n  which writes <root>/cifar-10-batches-py/test_batch, "
+    "or from https://www.cs.toronto.edu/~kriz/cifar.html."
+)
+
+
+class CIFAR10H(Dataset):
+    name = "cifar10h"
+    description = "CIFAR-10 test images with ~51 human labels each; noise by temperature T."
+    parameters = {"temperature": [2.0, 10.0], "n": [5000]}
+
+    def load(self, data_root: Path | None = None) -> CleaningTask:
+        temperature = float(self.params["temperature"])
+        n = int(self.params["n"])
+        if temperature <= 0:
+            raise ValueError(f"cifar10h: temperature must be > 0, got {temperature}")
+        if not 0 < n <= TOTAL:
+            raise ValueError(f"cifar10h: n must be in 1..{TOTAL}, got {n}")
+        counts = load_counts(data_root)
+        indices = paper_subset(counts, n)
+        dist = counts[indices] / counts[indices].sum(axis=1, keepdims=True)
+        noisy = paper_noisy_labels(dist, temperature)
+
+        def load_images() -> np.ndarray:
+            return load_test_images(data_root)[indices]
+
+        return CleaningTask(
+            name=self.spec,
+            true_dist=dist,
+            noisy_labels=noisy,
+            class_names=CLASSES,
+            budget_multiplier=4.0,
+            load_images=load_images,
+            sample_ids=indices,
+            info={"source": "CIFAR-10H (Peterson et al. 2019), CIFAR-10 test set"},
+        )
+
+
+def load_counts(data_root: Path | None) -> np.ndarray:
+    path = find_data_file(
+        ["cifar10h/cifar10h-counts.npy", "cifar10h-counts.npy"],
+        data_root=data_root,
+        what="CIFAR-10H annotation counts (cifar10h-counts.npy)",
+        how_to_get="Download it from https://github.com/jcpeterson/cifar-10h (data/).",
+        extra=[SHIPPED_COUNTS],
+    )
+    counts = np.load(path)
+    if counts.shape != (TOTAL, len(CLASSES)) or not np.issubdtype(counts.dtype, np.integer):
+        raise ValueError(f"{path}: expected a (10000, 10) integer count matrix, got {counts.shape} {counts.dtype}")
+    return counts.astype(np.int64)
+
+
+def paper_subset(counts: np.ndarray, n: int) -> np.ndarray:
+    """Indices of the paper's subset, in the paper's order.
+
+    Every ambiguous image (normalised entropy > 0.3; 454 of them) is kept, the rest is drawn at
+    random with RandomState(1234), and the union is shuffled by the same generator. The full
+    set (n = 10000) is RandomState(1234).permutation(10000).
+    """
+    rs = np.random.RandomState(PAPER_SEED)
+    if n == TOTAL:
+        return rs.permutation(TOTAL)
+    dist = counts / counts.sum(axis=1, keepdims=True)
+    hard = np.where(normalised_entropy(dist) > 0.3)[0][:n]
+    remaining = np.setdiff1d(np.arange(TOTAL), hard)
+    chosen = rs.choice(remaining, n - hard.size, replace=False)
+    subset = np.concatenate([hard, chosen])
+    rs.shuffle(subset)
+    return subset
+
+
+def paper_noisy_labels(dist: np.ndarray, temperature: float) -> np.ndarray:
+    """One draw per row of the tempered distribution p^(1/T), RandomState(1234), in row order."""
+    tempered = np.power(dist, 1.0 / temperature)
+    tempered /= tempered.sum(axis=1, keepdims=True)
+    rs = np.random.RandomState(PAPER_SEED)
+    n_classes = dist.shape[1]
+    return np.array([rs.choice(n_classes, 1, p=row)[0] for row in tempered], dtype=np.int64)
+
+
+def load_test_images(data_root: Path | None) -> np.ndarray:
+    """The 10,000 CIFAR-10 test images, (10000, 32, 32, 3) uint8 RGB, in official order.
+
+    Looks for torchvision's ``cifar-10-batches-py/test_batch`` (lossless, official), then for
+    ``cifar10/cifar10_test_from_jpeg.npz`` (a JPEG-derived copy), under each data root; when
+    neither is there, tries torchvision's download into the user cache.
+    """
+    try:
+        path = find_data_file(
+            ["cifar-10-batches-py/test_batch", "cifar10/cifar-10-batches-py/test_batch",
+             "cifar10/cifar10_test_from_jpeg.npz"],
+            data_root=data_root,
+            what="CIFAR-10 test images",
+            how_to_get=HOW_TO_GET_IMAGES,
+        )
+    except DataNotFoundError as missing:
+        path = _try_download(missing)
+    try:
+        if path.suffix == ".npz":
+            with np.load(path) as z:
+                images = np.asarray(z["images"])
+        else:
+            with open(path, "rb") as f:
+                batch = pickle.load(f, encoding="bytes")
+            images = np.asarray(batch[b"data"]).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+    except Exception as exc:
+        raise ValueError(f"{path}: cannot read CIFAR-10 test images ({exc}). {HOW_TO_GET_IMAGES}") from exc
+    if images.shape != (TOTAL, 32, 32, 3) or images.dtype != np.uint8:
+        raise ValueError(f"{path}: expected (10000, 32, 32, 3) uint8 images, got {images.shape} {images.dtype}")
+    return images
+
+
+def _try_download(missing: DataNotFoundError) -> Path:
+    root = user_cache_dir() / "data"
+    try:
+        import torchvision
+
+        torchvision.datasets.CIFAR10(str(root), train=False, download=True)
+    except Exception as exc:
+        raise DataNotFoundError(f"{missing}\n(torchvision's download failed too: {exc})") from exc
+    return root / "cifar-10-batches-py" / "test_batch"

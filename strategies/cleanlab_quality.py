@@ -1,0 +1,21 @@
+"""cleanlab's label-quality scores, computed by the cleanlab package itself."""
+
+import numpy as np
+from cleanlab.rank import get_label_quality_scores
+
+from benchmark.plugins import ScoringContext, Strategy
+
+
+class CleanlabQuality(Strategy):
+    name = "cleanlab"
+    description = "1 - cleanlab.rank.get_label_quality_scores of the current label."
+    parameters = {"method": ["self_confidence", "normalized_margin", "confidence_weighted_entropy"]}
+
+    def score(self, ctx: ScoringContext) -> np.ndarray:
+        assert ctx.posteriors is not None
+        probs = ctx.posteriors / ctx.posteriors.sum(axis=1, keepdims=True)
+        quality = get_label_quality_scores(
+            ctx.current_labels, probs, method=self.params["method"], adjust_pred_probs=False
+        )
+        # cleanlab: high quality = label probably right; here high = relabel sooner.
+        return 1.0 - np.asarray(quality, dtype=np.float64)

@@ -1,0 +1,15 @@
+"""Difficulty alone: the most uncertain predictions come first."""
+
+import numpy as np
+
+from benchmark.plugins import ScoringContext, Strategy
+from benchmark.scoring import entropy
+
+
+class Entropy(Strategy):
+    name = "entropy"
+    description = "Predictive entropy of the posterior (uncertainty sampling)."
+
+    def score(self, ctx: ScoringContext) -> np.ndarray:
+        assert ctx.posteriors is not None
+        return entropy(ctx.posteriors)

@@ -1,0 +1,17 @@
+"""The paper's selector (Bernhardt et al. 2022, Eq. 2): likely wrong, yet not ambiguous."""
+
+import numpy as np
+
+from benchmark.plugins import ScoringContext, Strategy
+from benchmark.scoring import correctness_minus_difficulty
+
+
+class Eq2(Strategy):
+    name = "eq2"
+    description = "Label correctness minus difficulty, CE(q, p) - H(p) (paper Eq. 2)."
+    # hinge=None is Eq. 2 as printed; hinge=0.3 is the reference code's CE - max(H - 0.3, 0).
+    parameters = {"hinge": [None, 0.3]}
+
+    def score(self, ctx: ScoringContext) -> np.ndarray:
+        assert ctx.posteriors is not None
+        return correctness_minus_difficulty(ctx.label_dist, ctx.posteriors, hinge=self.params["hinge"])

@@ -1,0 +1,15 @@
+"""Label correctness alone: samples whose label the model finds unlikely come first."""
+
+import numpy as np
+
+from benchmark.plugins import ScoringContext, Strategy
+from benchmark.scoring import cross_entropy
+
+
+class Loss(Strategy):
+    name = "loss"
+    description = "Cross-entropy of the current label distribution under the posterior."
+
+    def score(self, ctx: ScoringContext) -> np.ndarray:
+        assert ctx.posteriors is not None
+        return cross_entropy(ctx.label_dist, ctx.posteriors)

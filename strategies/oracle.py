@@ -1,0 +1,17 @@
+"""The oracle: knows the expert's true distribution (an upper bound, not a usable method)."""
+
+import numpy as np
+
+from benchmark.plugins import ScoringContext, Strategy
+from benchmark.scoring import oracle_score
+
+
+class Oracle(Strategy):
+    name = "oracle"
+    description = "Knows the true label distribution; (1 - p[label]) / expected draws (INV rule)."
+    requires = frozenset({"truth"})
+    reselect = True
+
+    def score(self, ctx: ScoringContext) -> np.ndarray:
+        assert ctx.true_dist is not None
+        return oracle_score(ctx.true_dist, ctx.label_counts)
