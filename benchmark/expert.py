@@ -23,7 +23,7 @@ def uniforms(seed: int, sample: np.ndarray, draw: np.ndarray) -> np.ndarray:
     with np.errstate(over="ignore"):
         x = np.asarray(sample, dtype=np.uint64) * _SAMPLE_STRIDE
         x ^= np.asarray(draw, dtype=np.uint64) * _DRAW_STRIDE
-        x += np.uint64(seed & 0xFFFFFFFFFFFFFFFF) * _GOLDEN + _GOLDEN
+        x += np.uint64(int(seed) & 0xFFFFFFFFFFFFFFFF) * _GOLDEN + _GOLDEN
         x ^= x >> np.uint64(30)
         x *= _MIX1
         x ^= x >> np.uint64(27)

@@ -26,7 +26,12 @@ def curve_on_grid(x: np.ndarray, y: np.ndarray, max_annotations: int) -> np.ndar
 
 
 def auc(x: np.ndarray, y: np.ndarray, max_annotations: int) -> float:
-    """Trapezoidal area under the accuracy curve on 0..max, divided by max x 100 (1 = perfect)."""
+    """Trapezoidal area under the accuracy curve on 0..max, divided by max x 100 (1 = perfect).
+
+    With a zero budget (nothing mislabelled) the AUC is the accuracy itself, divided by 100.
+    """
+    if max_annotations <= 0:
+        return float(y[0] / 100.0)
     grid = curve_on_grid(x, y, max_annotations)
     return float(np.trapezoid(grid) / (max_annotations * 100.0))
 

@@ -1,0 +1,29 @@
+"""Fixtures shared by the test suite."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from helpers import make_task as _make_task
+
+from benchmark.task import CleaningTask
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    """The real data (``../shared/data`` or ``$ALCBENCH_TEST_DATA``); skips when absent."""
+    root = Path(os.environ.get("ALCBENCH_TEST_DATA") or REPO_ROOT.parent / "shared" / "data")
+    if not root.is_dir():
+        pytest.skip(f"no test data at {root} (set ALCBENCH_TEST_DATA to a data root)")
+    return root
+
+
+@pytest.fixture
+def make_task() -> Callable[..., CleaningTask]:
+    """``make_task(true_dist, noisy_labels, *, budget_multiplier=4.0, name="toy")``."""
+    return _make_task

@@ -1,0 +1,54 @@
+"""Small builders shared by the tests: toy cleaning tasks and their scoring contexts."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from benchmark.plugins import ScoringContext
+from benchmark.simulator import initial_counts
+from benchmark.task import CleaningTask
+
+
+def make_task(
+    true_dist: Sequence[Sequence[float]] | np.ndarray,
+    noisy_labels: Sequence[int] | np.ndarray,
+    *,
+    budget_multiplier: float = 4.0,
+    name: str = "toy",
+) -> CleaningTask:
+    """A CleaningTask over ``true_dist`` (N, C) with classes named c0..c{C-1}."""
+    p = np.asarray(true_dist, dtype=np.float64)
+    return CleaningTask(
+        name=name,
+        true_dist=p,
+        noisy_labels=np.asarray(noisy_labels, dtype=np.int64),
+        class_names=tuple(f"c{c}" for c in range(p.shape[1])),
+        budget_multiplier=budget_multiplier,
+    )
+
+
+def make_context(
+    task: CleaningTask,
+    *,
+    posteriors: np.ndarray | None = None,
+    stochastic: np.ndarray | None = None,
+    seed: int = 0,
+    with_truth: bool = True,
+) -> ScoringContext:
+    """The context a run starts from: counts one-hot at the noisy labels."""
+    return ScoringContext(
+        label_counts=initial_counts(task),
+        posteriors=posteriors,
+        stochastic=stochastic,
+        true_dist=task.true_dist if with_truth else None,
+        seed=seed,
+    )
+
+
+def one_hot(labels: Sequence[int], n_classes: int) -> np.ndarray:
+    """(N, C) float rows one-hot at ``labels``."""
+    out = np.zeros((len(labels), n_classes))
+    out[np.arange(len(labels)), list(labels)] = 1.0
+    return out
