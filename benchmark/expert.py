@@ -9,6 +9,8 @@ samples can be made in one vectorised step.
 
 from __future__ import annotations
 
+import bisect
+
 import numpy as np
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -86,3 +88,39 @@ def annotate(
             done |= n[active] >= max_draws
         active = active[~done]
     return counts, n
+
+
+_MASK = 0xFFFFFFFFFFFFFFFF
+
+
+def uniform_one(seed: int, sample: int, draw: int) -> float:
+    """:func:`uniforms` for one (sample, draw) pair in plain Python: the same number, without
+    NumPy's per-call overhead (the oracle's returns to single samples use it)."""
+    x = ((sample * int(_SAMPLE_STRIDE)) & _MASK) ^ ((draw * int(_DRAW_STRIDE)) & _MASK)
+    x = (x + (int(seed) & _MASK) * int(_GOLDEN) + int(_GOLDEN)) & _MASK
+    x ^= x >> 30
+    x = (x * int(_MIX1)) & _MASK
+    x ^= x >> 27
+    x = (x * int(_MIX2)) & _MASK
+    x ^= x >> 31
+    return (x >> 11) * (1.0 / 9007199254740992.0)
+
+
+def annotate_one(
+    counts: list[int],
+    cdf: list[float],
+    sample: int,
+    draws_made: int,
+    seed: int,
+    max_draws: int | None = None,
+) -> int:
+    """:func:`annotate` for a single sample, updating ``counts`` in place; returns the draws."""
+    n = 0
+    last = len(cdf) - 1
+    while True:
+        u = uniform_one(seed, sample, draws_made + n)
+        counts[min(bisect.bisect_right(cdf, u), last)] += 1
+        n += 1
+        top = sorted(counts)[-2:]
+        if len(counts) == 1 or top[1] > top[0] or (max_draws is not None and n >= max_draws):
+            return n

@@ -30,8 +30,7 @@ class Plugin:
         if unknown:
             known = ", ".join(sorted(self.parameters)) or "none"
             raise ValueError(
-                f"{self.kind} {self.name!r} has no parameter {', '.join(unknown)} "
-                f"(parameters: {known})"
+                f"{self.kind} {self.name!r} has no parameter {', '.join(unknown)} (parameters: {known})"
             )
         self.params: dict[str, Any] = {k: v[0] for k, v in self.parameters.items()}
         self.params.update(params)
@@ -132,6 +131,10 @@ class Strategy(Plugin):
     kind = "strategy"
     requires: ClassVar[frozenset[str]] = frozenset({"posteriors"})
     reselect: ClassVar[bool] = False
+    #: True when a sample's score depends on its label counts only through its current
+    #: majority (the oracle): the simulator then tabulates every sample's score under every
+    #: majority once, instead of re-scoring single rows on returns.
+    majority_only: ClassVar[bool] = False
 
     def score(self, ctx: ScoringContext) -> np.ndarray:
         """(N,) float scores; higher = relabel sooner. Ties are broken at random by the caller."""
@@ -164,6 +167,8 @@ class Learner(Plugin):
     version: ClassVar[str] = "1"
     #: False for learners that read only label tables (no images needed).
     needs_images: ClassVar[bool] = True
+    #: False for learners so cheap that caching their output on disk is not worth a file.
+    cache: ClassVar[bool] = True
 
     def fit_predict(self, task: CleaningTask, *, seed: int, progress: bool = True) -> Posteriors:
         raise NotImplementedError

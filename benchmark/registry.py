@@ -19,7 +19,7 @@ import os
 import sys
 import traceback
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
@@ -78,7 +78,7 @@ def discover(kind: str) -> dict[str, PluginInfo]:
     return _discover(kind, plugin_roots())
 
 
-@lru_cache(maxsize=None)
+@cache
 def _discover(kind: str, roots: tuple[Path, ...]) -> dict[str, PluginInfo]:
     found: dict[str, PluginInfo] = {}
     if kind == "learner":

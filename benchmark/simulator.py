@@ -15,11 +15,12 @@ O(N log N) plus vectorised work proportional to the annotations spent.
 from __future__ import annotations
 
 import heapq
-from dataclasses import dataclass
+import itertools
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from benchmark.expert import annotate, cumulative
+from benchmark.expert import annotate, annotate_one, cumulative
 from benchmark.plugins import ScoringContext, Strategy
 from benchmark.task import CleaningTask
 
@@ -72,9 +73,7 @@ def checked_scores(strategy: Strategy, ctx: ScoringContext) -> np.ndarray:
     try:
         scores = strategy.score(ctx)
     except Exception as exc:
-        raise StrategyError(
-            f"strategy {strategy.spec} raised {type(exc).__name__}: {exc}"
-        ) from exc
+        raise StrategyError(f"strategy {strategy.spec} raised {type(exc).__name__}: {exc}") from exc
     scores = np.asarray(scores, dtype=np.float64)
     if scores.shape != (ctx.n_samples,):
         raise StrategyError(
@@ -138,7 +137,9 @@ def simulate(
         counts[selected] = after[:n_sel]
         correct_after = np.argmax(after[:n_sel], axis=1) == truth[selected]
 
-    gain = correct_after.astype(np.int64) - _correct_before(selected, correct0, correct_after)
+    gain = correct_after.astype(np.int64) - _correct_before(
+        selected, correct0, correct_after, strategy.reselect
+    )
     n = task.n_samples
     wrong0_clear = int(np.sum(~correct0 & ~ambiguous))
     wrong0_amb = int(np.sum(~correct0 & ambiguous))
@@ -163,7 +164,9 @@ def _left(initial: int, gain: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return initial - np.cumsum(np.where(mask, gain, 0))
 
 
-def _correct_before(selected: np.ndarray, correct0: np.ndarray, correct_after: np.ndarray) -> np.ndarray:
+def _correct_before(
+    selected: np.ndarray, correct0: np.ndarray, correct_after: np.ndarray, reselect: bool
+) -> np.ndarray:
     """Whether each selected sample was correct just before its selection.
 
     For a sample's first selection that is its initial state; for a re-selection it is the
@@ -171,7 +174,7 @@ def _correct_before(selected: np.ndarray, correct0: np.ndarray, correct_after: n
     """
     before = correct0[selected].astype(np.int64)
     last: dict[int, int] = {}
-    if len(np.unique(selected)) != len(selected):
+    if reselect:
         for step, i in enumerate(selected.tolist()):
             if i in last:
                 before[step] = int(correct_after[last[i]])
@@ -196,50 +199,59 @@ def _reselect_loop(
 
     A sample whose majority is still wrong after its annotation is re-scored on its own row and
     pushed on a heap; each step takes whichever is higher, the heap's top or the next sample of
-    the ranking (ties go to the ranking). Re-queued samples are rare, so the heap stays small.
-    Updates ``counts`` in place.
+    the ranking (ties go to the ranking). Updates ``counts`` in place.
     """
-    truth = task.true_labels
+    truth = task.true_labels.tolist()
+    head_scores = scores[head].tolist()
+    head_list = head.tolist()
     tiebreak = np.random.default_rng([seed, 0x7E]).permutation(scores.size)
-    draws_made = np.zeros(task.n_samples, dtype=np.int64)
+    by_majority = _majority_table(strategy, ctx) if strategy.majority_only else None
+    draws_made: dict[int, int] = {}
+    rows: dict[int, list[int]] = {}
     heap: list[tuple[float, int, int]] = []
     selected: list[int] = []
     spent_list: list[int] = []
     correct: list[bool] = []
     ptr, spent = 0, 0
     while spent <= budget:
-        take_heap = bool(heap) and (
-            ptr >= head.size or -heap[0][0] > scores[head[ptr]]
-        )
-        if take_heap:
+        if heap and (ptr >= len(head_list) or -heap[0][0] > head_scores[ptr]):
             _, _, i = heapq.heappop(heap)
-            row_counts, row_draws = annotate(
-                counts[i : i + 1], cumulative(task.true_dist[i : i + 1]),
-                np.array([i]), draws_made[i : i + 1], seed, max_draws,
-            )
-            counts[i], n = row_counts[0], int(row_draws[0])
-        elif ptr < head.size:
-            i = int(head[ptr])
-            counts[i], n = after[ptr], int(draws[ptr])
+            row = rows[i]
+            cdf = list(itertools.accumulate(task.true_dist[i].tolist()))
+            cdf = [v / cdf[-1] for v in cdf]
+            n = annotate_one(row, cdf, i, draws_made[i], seed, max_draws)
+        elif ptr < len(head_list):
+            i = head_list[ptr]
+            row = after[ptr].tolist()
+            n = int(draws[ptr])
             ptr += 1
         else:
             break
-        draws_made[i] += n
+        rows[i] = row
+        draws_made[i] = draws_made.get(i, 0) + n
         spent += n
         selected.append(i)
         spent_list.append(n)
-        ok = bool(np.argmax(counts[i]) == truth[i])
-        correct.append(ok)
-        if not ok:
-            row_ctx = ScoringContext(
-                label_counts=counts[i : i + 1], posteriors=_row(ctx.posteriors, i),
-                stochastic=None if ctx.stochastic is None else ctx.stochastic[:, i : i + 1],
-                true_dist=_row(ctx.true_dist, i), seed=ctx.seed,
-            )
-            new_score = float(checked_scores(strategy, row_ctx)[0])
+        majority = max(range(len(row)), key=row.__getitem__)
+        correct.append(majority == truth[i])
+        if majority != truth[i]:
+            if by_majority is not None:
+                new_score = float(by_majority[i, majority])
+            else:
+                row_ctx = replace(ctx.rows(np.array([i])), label_counts=np.array([row]))
+                new_score = float(checked_scores(strategy, row_ctx)[0])
             heapq.heappush(heap, (-new_score, int(tiebreak[i]), i))
+    for i, row in rows.items():
+        counts[i] = row
     return np.array(selected, dtype=np.int64), np.array(spent_list, dtype=np.int64), np.array(correct)
 
 
-def _row(a: np.ndarray | None, i: int) -> np.ndarray | None:
-    return None if a is None else a[i : i + 1]
+def _majority_table(strategy: Strategy, ctx: ScoringContext) -> np.ndarray:
+    """(N, C) the strategy's score of every sample as if its counts were one-hot at each class."""
+    n, c = ctx.label_counts.shape
+    table = np.empty((n, c))
+    for k in range(c):
+        one_hot = np.zeros((n, c), dtype=np.int64)
+        one_hot[:, k] = 1
+        table[:, k] = checked_scores(strategy, replace(ctx, label_counts=one_hot))
+    return table

@@ -11,6 +11,7 @@ class Oracle(Strategy):
     description = "Knows the true label distribution; (1 - p[label]) / expected draws (INV rule)."
     requires = frozenset({"truth"})
     reselect = True
+    majority_only = True
 
     def score(self, ctx: ScoringContext) -> np.ndarray:
         assert ctx.true_dist is not None

@@ -1,0 +1,297 @@
+"""The ``alcbench`` command line: list, run, suite, fit, report."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from benchmark import registry
+from benchmark.dataroot import user_cache_dir
+from benchmark.metrics import DEFAULT_TARGET_ACCURACY
+
+KIND_ALIASES = {
+    "datasets": "dataset",
+    "dataset": "dataset",
+    "strategies": "strategy",
+    "strategy": "strategy",
+    "learners": "learner",
+    "learner": "learner",
+}
+PLURALS = {"dataset": "datasets", "strategy": "strategies", "learner": "learners"}
+#: Posteriors shipped with the repository, read when the user cache has no entry.
+SHIPPED_POSTERIORS = registry.PROJECT_ROOT / "results" / "posteriors"
+
+
+class UsageError(Exception):
+    """Bad command-line input: printed without a traceback, exit code 2."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (
+        UsageError,
+        registry.UnknownPluginError,
+        registry.PluginLoadError,
+        ValueError,
+        FileNotFoundError,
+    ) as exc:
+        print(f"alcbench: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("alcbench: interrupted; finished cells are kept (rerun with --resume)", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="alcbench", description="Benchmark suite for active label cleaning.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    ls = sub.add_parser("list", help="list datasets, strategies and learners")
+    ls.add_argument("kind", nargs="?", default="all", help="datasets | strategies | learners | all")
+    ls.add_argument("pattern", nargs="?", default="*", help="shell-style name filter, e.g. 'cleanlab*'")
+    ls.set_defaults(func=cmd_list)
+
+    run = sub.add_parser("run", help="run strategies on one dataset and write results to --out")
+    run.add_argument(
+        "--dataset", required=True, help="dataset spec, e.g. cifar10h or 'cifar10h[temperature=10]'"
+    )
+    run.add_argument(
+        "--strategy",
+        required=True,
+        action="append",
+        help="strategy spec (repeatable), e.g. loss or 'eq2[hinge=0.3]'",
+    )
+    src = run.add_mutually_exclusive_group()
+    src.add_argument("--learner", default=None, help="learner spec (default: smallcnn)")
+    src.add_argument(
+        "--posteriors",
+        type=Path,
+        default=None,
+        help="posteriors file (.npy, N x C or T x N x C) replacing the learner",
+    )
+    _common(run, default_out=None)
+    run.set_defaults(func=cmd_run)
+
+    suite = sub.add_parser("suite", help="run the default benchmark suite (what `make benchmark` runs)")
+    suite.add_argument(
+        "--datasets", nargs="+", default=None, help="dataset specs (default: all registered, full grids)"
+    )
+    suite.add_argument(
+        "--strategies", nargs="+", default=None, help="strategy specs (default: all registered)"
+    )
+    suite.add_argument("--learners", nargs="+", default=None, help="learner specs (default: smallcnn truth)")
+    _common(suite, default_out=Path("results"))
+    suite.set_defaults(func=cmd_suite, seeds="0-4")
+
+    fit = sub.add_parser("fit", help="fit a learner and fill the posterior cache")
+    fit.add_argument("--dataset", required=True)
+    fit.add_argument("--learner", default="smallcnn")
+    fit.add_argument("--seeds", default="0")
+    fit.add_argument("--data-root", type=Path, default=None)
+    fit.add_argument("--cache", type=Path, default=None, help="cache folder (default: user cache)")
+    fit.add_argument("--refit", action="store_true", help="ignore cached outputs and fit again")
+    fit.add_argument(
+        "--export",
+        type=Path,
+        default=None,
+        help="also write the posteriors of the first seed to this .npy file",
+    )
+    fit.set_defaults(func=cmd_fit)
+
+    rep = sub.add_parser("report", help="rebuild leaderboard tables and plots from a results folder")
+    rep.add_argument("dir", type=Path)
+    rep.set_defaults(func=cmd_report)
+    return p
+
+
+def _common(p: argparse.ArgumentParser, default_out: Path | None) -> None:
+    p.add_argument("--seeds", default="0-4", help="e.g. 0-4 or 0,2,5 (default 0-4)")
+    p.add_argument("--out", type=Path, default=default_out, required=default_out is None)
+    p.add_argument("--data-root", type=Path, default=None, help="folder with the data files")
+    p.add_argument(
+        "--cache",
+        type=Path,
+        default=None,
+        help="posterior cache folder (default: user cache, then the shipped results/posteriors)",
+    )
+    p.add_argument(
+        "--refit", action="store_true", help="fit learners again instead of using cached posteriors"
+    )
+    p.add_argument("--jobs", type=int, default=1, help="parallel worker processes for cells (-1: all cores)")
+    p.add_argument("--resume", action="store_true", help="reuse cells already finished in --out")
+    p.add_argument(
+        "--target",
+        type=float,
+        default=DEFAULT_TARGET_ACCURACY,
+        help="target label accuracy %% for 'annotations to target' (default 95)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    kinds = ["dataset", "strategy", "learner"] if args.kind == "all" else [KIND_ALIASES.get(args.kind, "")]
+    if kinds == [""]:
+        raise UsageError(f"unknown kind {args.kind!r}: use datasets, strategies, learners or all")
+    for kind in kinds:
+        infos = registry.list_plugins(kind, args.pattern)
+        print(f"{PLURALS[kind]}:")
+        width = max((len(i.name) for i in infos), default=0)
+        for info in infos:
+            mark = "" if info.ok else "  [failed]"
+            params = _grid_text(info.cls) if info.cls is not None else ""
+            print(f"  {info.name:<{width}}  {info.description}{mark}")
+            print(f"  {'':<{width}}    from {info.origin}{params}")
+        if not infos:
+            print("  (none)")
+    return 0
+
+
+def _grid_text(cls: Any) -> str:
+    if not cls.parameters:
+        return ""
+    return "; parameters: " + ", ".join(f"{k} in {v}" for k, v in cls.parameters.items())
+
+
+def _cache_dirs(args: argparse.Namespace, *, suite: bool) -> tuple[Path, list[Path]]:
+    """The cache written to, and the caches only read from."""
+    if args.cache is not None:
+        return args.cache, [
+            SHIPPED_POSTERIORS
+        ] if args.cache.resolve() != SHIPPED_POSTERIORS.resolve() else []
+    if suite:
+        return args.out / "posteriors", []
+    return user_cache_dir() / "posteriors", [SHIPPED_POSTERIORS]
+
+
+def _execute(
+    args: argparse.Namespace,
+    datasets: list[str],
+    sources: list[Any],
+    strategies: list[str],
+    *,
+    suite: bool,
+    preload_failures: Sequence[str] = (),
+) -> int:
+    from benchmark import runner
+    from benchmark.report import write_report
+
+    seeds = runner.parse_seeds(args.seeds)
+    # Unknown names and bad parameters fail here, before any work.
+    for kind, specs in (
+        ("dataset", datasets),
+        ("strategy", strategies),
+        ("learner", [s.learner for s in sources if s.learner is not None]),
+    ):
+        for spec in specs:
+            registry.create(kind, spec)
+    cache_dir, extra = _cache_dirs(args, suite=suite)
+    progress = not args.no_progress
+    started = time.perf_counter()
+    plan = runner.prepare(
+        datasets,
+        sources,
+        strategies,
+        seeds,
+        data_root=args.data_root,
+        cache_dir=cache_dir,
+        extra_cache_dirs=extra,
+        refit=args.refit,
+        target=args.target,
+        progress=progress,
+    )
+    jobs = (os.cpu_count() or 1) if args.jobs == -1 else args.jobs
+    rows = runner.execute(plan, args.out, jobs=jobs, resume=args.resume, progress=progress)
+    runs, curves = runner.write_tables(args.out, rows, merge=not suite)
+    written = write_report(args.out, runs, curves)
+    elapsed = time.perf_counter() - started
+    ok = int((runs["status"] == "ok").sum())
+    skipped = runs[runs["status"] == "skipped"]
+    failed = runs[runs["status"] == "failed"]
+    print(
+        f"{ok} cells ok, {len(skipped)} skipped, {len(failed)} failed in {elapsed:.1f} s; "
+        f"results in {args.out} ({len(written)} report files)"
+    )
+    for label, frame in (("skipped", skipped), ("FAILED", failed)):
+        for (dataset, learner, strategy), group in frame.groupby(
+            ["dataset", "learner", "strategy"], sort=True
+        ):
+            print(
+                f"  {label}: {dataset} / {learner} / {strategy} (seeds {_seed_list(group)}): "
+                f"{group['error'].iloc[0]}"
+            )
+    for message in preload_failures:
+        print(f"  FAILED plugin: {message}")
+    return 1 if len(failed) or preload_failures else 0
+
+
+def _seed_list(group: Any) -> str:
+    return ",".join(str(s) for s in sorted(group["seed"]))
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from benchmark.runner import Source
+
+    if args.posteriors is not None:
+        # A bad file is the user's input error: say so before any work starts.
+        from benchmark.posteriors import load_posteriors_file
+
+        task = registry.create("dataset", args.dataset).load(args.data_root)
+        load_posteriors_file(args.posteriors, task.n_samples, task.n_classes)
+        source = Source(file=args.posteriors)
+    else:
+        source = Source(learner=args.learner or "smallcnn")
+    return _execute(args, [args.dataset], [source], list(args.strategy), suite=False)
+
+
+def cmd_suite(args: argparse.Namespace) -> int:
+    from benchmark.runner import Source
+    from benchmark.suite import DEFAULT_LEARNERS, expand
+
+    datasets, failed_d = expand("dataset", tuple(args.datasets) if args.datasets else None)
+    strategies, failed_s = expand("strategy", tuple(args.strategies) if args.strategies else None)
+    learners = args.learners or list(DEFAULT_LEARNERS)
+    sources = [Source(learner=spec) for spec in learners]
+    return _execute(args, datasets, sources, strategies, suite=True, preload_failures=failed_d + failed_s)
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from benchmark.cache import load_or_fit
+    from benchmark.runner import parse_seeds
+
+    task = registry.create("dataset", args.dataset).load(args.data_root)
+    learner = registry.create("learner", args.learner)
+    cache_dir = args.cache or user_cache_dir() / "posteriors"
+    for i, seed in enumerate(parse_seeds(args.seeds)):
+        post, key = load_or_fit(task, learner, seed, cache_dir=cache_dir, refit=args.refit)
+        print(
+            f"{task.name} / {learner.spec} / seed {seed}: {cache_dir / learner.name / key}.npz "
+            f"{post.info or ''}"
+        )
+        if args.export is not None and i == 0:
+            array = post.probs if post.stochastic is None else post.stochastic
+            np.save(args.export, array)
+            print(f"posteriors written to {args.export} (shape {array.shape})")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from benchmark.report import load_tables, write_report
+
+    runs, curves = load_tables(args.dir)
+    for path in write_report(args.dir, runs, curves):
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

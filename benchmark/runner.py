@@ -1,0 +1,456 @@
+"""Runs a grid of cells (dataset x learner x strategy x seed) and stores their results.
+
+Each cell is a pure function of its configuration. It writes its own files under
+``<out>/cells/`` (the curve first, then the run row, each atomically), so an interrupted or
+partly failed benchmark keeps every finished cell and a rerun only does what is missing.
+The consolidated long-format tables ``runs.parquet`` / ``runs.csv`` / ``curves.parquet`` are
+rebuilt from the cell files at the end. Cells run in parallel through joblib; learner outputs
+are computed once per (dataset, learner, seed), before the cells, and shared through the
+on-disk cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, replace
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from joblib import Parallel, delayed
+from tqdm.auto import tqdm
+
+import benchmark
+from benchmark import registry
+from benchmark.cache import load_or_fit
+from benchmark.dataroot import DataNotFoundError
+from benchmark.metrics import DEFAULT_TARGET_ACCURACY, curve_points, run_metrics
+from benchmark.plugins import Posteriors, ScoringContext, Strategy
+from benchmark.posteriors import load_posteriors_file
+from benchmark.simulator import initial_counts, simulate
+from benchmark.task import CleaningTask
+
+CELLS = "cells"
+
+
+@dataclass(frozen=True)
+class CellConfig:
+    """Everything that determines one run's result.
+
+    ``learner`` is a learner spec, or ``file:<name>`` when posteriors come from a file, in
+    which case ``posteriors_sha256`` identifies the file's content.
+    """
+
+    dataset: str
+    learner: str
+    strategy: str
+    seed: int
+    target: float = DEFAULT_TARGET_ACCURACY
+    posteriors_sha256: str = ""
+
+    @property
+    def hash(self) -> str:
+        text = json.dumps(asdict(self), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a cell's posteriors come from: a learner fitted (or cached), or a file."""
+
+    learner: str | None = None
+    file: Path | None = None
+
+    @property
+    def label(self) -> str:
+        if self.file is not None:
+            return f"file:{self.file.name}"
+        assert self.learner is not None
+        return self.learner
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``"0-4"`` -> [0, 1, 2, 3, 4]; ``"0,3,7"`` -> [0, 3, 7]; ranges and lists combine."""
+    seeds: list[int] = []
+    try:
+        for part in filter(None, (p.strip() for p in text.split(","))):
+            lo, sep, hi = part.partition("-")
+            first, last = int(lo), int(hi if sep else lo)
+            if first < 0 or last < first:
+                raise ValueError(part)
+            seeds.extend(range(first, last + 1))
+    except ValueError as exc:
+        raise ValueError(f"cannot read seeds {text!r}: expected e.g. 0-4 or 0,1,2") from exc
+    if not seeds:
+        raise ValueError(f"no seeds in {text!r}")
+    return sorted(set(seeds))
+
+
+@lru_cache(maxsize=1)
+def provenance() -> dict[str, str]:
+    """Code and package versions recorded with every run (no timestamps: tables stay identical
+    across reruns of the same code)."""
+    import cleanlab
+    import torch
+
+    commit = "unknown"
+    try:
+        out = subprocess.run(
+            ["git", "describe", "--always", "--dirty", "--abbrev=12"],
+            cwd=registry.PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+        if out.returncode == 0:
+            commit = out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return {
+        "alcbench_version": benchmark.__version__,
+        "commit": commit,
+        "numpy_version": np.__version__,
+        "torch_version": torch.__version__,
+        "cleanlab_version": cleanlab.__version__,
+    }
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _atomic_parquet(df: pd.DataFrame, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        df.to_parquet(tmp, index=False)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _atomic_csv(df: pd.DataFrame, path: Path) -> None:
+    _atomic_write_bytes(path, df.to_csv(index=False).encode())
+
+
+def _task_row(task: CleaningTask) -> dict[str, Any]:
+    return {
+        "n_samples": task.n_samples,
+        "n_classes": task.n_classes,
+        "noise_rate": task.noise_rate,
+        "budget": task.budget,
+        "initially_mislabelled": task.initially_mislabelled,
+    }
+
+
+def run_cell(
+    config: CellConfig, task: CleaningTask, posteriors: Posteriors, out_dir: Path, posteriors_id: str = ""
+) -> dict[str, Any]:
+    """Simulates one cell, writes its files and returns its run row. Never raises for a
+    problem of the strategy: the row then has status "failed" and the error message."""
+    row: dict[str, Any] = {
+        "config_hash": config.hash,
+        **asdict(config),
+        **_task_row(task),
+        "posteriors_id": posteriors_id,
+    }
+    curve: pd.DataFrame | None = None
+    try:
+        strategy: Strategy = registry.create("strategy", config.strategy)
+        if "stochastic" in strategy.requires and posteriors.stochastic is None:
+            row.update(
+                status="skipped",
+                error=(
+                    f"{config.strategy} needs stochastic posteriors (T x N x C); "
+                    f"{config.learner} provides none"
+                ),
+            )
+        else:
+            ctx = ScoringContext(
+                label_counts=initial_counts(task),
+                posteriors=posteriors.probs.astype(np.float64),
+                stochastic=None
+                if posteriors.stochastic is None
+                else posteriors.stochastic.astype(np.float64),
+                true_dist=task.true_dist if "truth" in strategy.requires else None,
+                seed=config.seed,
+            )
+            traj = simulate(task, strategy, ctx, seed=config.seed)
+            row.update(status="ok", error="", **run_metrics(task, traj, target=config.target))
+            x, y = curve_points(traj)
+            curve = pd.DataFrame(
+                {
+                    "config_hash": config.hash,
+                    "step": np.arange(x.size, dtype=np.int64),
+                    "annotations": x.astype(np.int64),
+                    "accuracy": y,
+                    "mislabelled_clear": np.r_[traj.initial_clear, traj.mislabelled_clear].astype(np.int64),
+                    "mislabelled_ambiguous": np.r_[traj.initial_ambiguous, traj.mislabelled_ambiguous].astype(
+                        np.int64
+                    ),
+                    "sample": np.r_[-1, traj.selected].astype(np.int64),
+                }
+            )
+    except Exception as exc:  # one broken plugin must not take the other cells down
+        row.update(status="failed", error=f"{type(exc).__name__}: {exc}")
+    row.update(provenance())
+    cells = out_dir / CELLS
+    cells.mkdir(parents=True, exist_ok=True)
+    if curve is not None:
+        _atomic_parquet(curve, cells / f"{config.hash}.curve.parquet")
+    _atomic_write_bytes(
+        cells / f"{config.hash}.json", json.dumps(row, sort_keys=True, default=_json_default).encode()
+    )
+    return row
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def finished_row(out_dir: Path, config: CellConfig) -> dict[str, Any] | None:
+    """The stored row of a cell that already finished (ok or skipped), else None."""
+    path = out_dir / CELLS / f"{config.hash}.json"
+    if not path.is_file():
+        return None
+    try:
+        row = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    if row.get("status") == "ok" and not (out_dir / CELLS / f"{config.hash}.curve.parquet").is_file():
+        return None
+    return row if row.get("status") in ("ok", "skipped") else None
+
+
+@dataclass
+class Plan:
+    """The cells to run, with their tasks and posteriors resolved."""
+
+    configs: list[CellConfig]
+    tasks: dict[str, CleaningTask]
+    posteriors: dict[tuple[str, str, int], Posteriors]
+    #: (dataset, learner, seed) -> cache key of the learner output, or sha256 of the file
+    posterior_ids: dict[tuple[str, str, int], str]
+    unavailable: dict[tuple[str, str, int], tuple[str, str]]  # key -> (status, reason)
+
+
+def prepare(
+    datasets: Sequence[str],
+    sources: Sequence[Source],
+    strategies: Sequence[str],
+    seeds: Sequence[int],
+    *,
+    data_root: Path | None,
+    cache_dir: Path,
+    extra_cache_dirs: Sequence[Path] = (),
+    refit: bool = False,
+    target: float = DEFAULT_TARGET_ACCURACY,
+    progress: bool = True,
+) -> Plan:
+    """Loads the tasks and computes (or loads) every posterior the cells need.
+
+    A dataset or learner that cannot provide its inputs makes its cells "skipped" (data files
+    absent, with the message saying where they were looked for) or "failed" (anything else);
+    the rest of the plan goes on.
+    """
+    tasks: dict[str, CleaningTask] = {}
+    posteriors: dict[tuple[str, str, int], Posteriors] = {}
+    ids: dict[tuple[str, str, int], str] = {}
+    unavailable: dict[tuple[str, str, int], tuple[str, str]] = {}
+    configs: list[CellConfig] = []
+    file_shas: dict[Path, str] = {}
+    for dataset_spec in datasets:
+        try:
+            dataset = registry.create("dataset", dataset_spec)
+            task = dataset.load(data_root)
+            dataset_spec = dataset.spec
+            tasks[dataset_spec] = task
+        except DataNotFoundError as exc:
+            for source in sources:
+                for seed in seeds:
+                    unavailable[(dataset_spec, source.label, seed)] = ("skipped", str(exc))
+            task = None
+        except Exception as exc:
+            for source in sources:
+                for seed in seeds:
+                    unavailable[(dataset_spec, source.label, seed)] = (
+                        "failed",
+                        f"dataset {dataset_spec}: {type(exc).__name__}: {exc}",
+                    )
+            task = None
+        for source in sources:
+            learner_label = source.label
+            if source.learner is not None and task is not None:
+                try:
+                    learner = registry.create("learner", source.learner)
+                    learner_label = learner.spec
+                except Exception as exc:
+                    for seed in seeds:
+                        unavailable[(dataset_spec, learner_label, seed)] = ("failed", str(exc))
+                    learner = None
+            sha = ""
+            if source.file is not None:
+                if source.file not in file_shas and source.file.is_file():
+                    file_shas[source.file] = sha256_file(source.file)
+                sha = file_shas.get(source.file, "")
+            for seed in seeds:
+                key = (dataset_spec, learner_label, seed)
+                for strategy in strategies:
+                    configs.append(CellConfig(dataset_spec, learner_label, strategy, seed, target, sha))
+                if task is None or key in unavailable:
+                    continue
+                try:
+                    if source.file is not None:
+                        if (dataset_spec, learner_label, -1) not in posteriors:
+                            posteriors[(dataset_spec, learner_label, -1)] = load_posteriors_file(
+                                source.file, task.n_samples, task.n_classes
+                            )
+                        posteriors[key] = posteriors[(dataset_spec, learner_label, -1)]
+                        ids[key] = f"sha256:{sha}"
+                    else:
+                        assert learner is not None
+                        posteriors[key], ids[key] = load_or_fit(
+                            task,
+                            learner,
+                            seed,
+                            cache_dir=cache_dir,
+                            extra_cache_dirs=extra_cache_dirs,
+                            refit=refit,
+                            progress=progress,
+                        )
+                except DataNotFoundError as exc:
+                    unavailable[key] = ("skipped", f"learner {learner_label}: {exc}")
+                except Exception as exc:
+                    unavailable[key] = ("failed", f"learner {learner_label}: {type(exc).__name__}: {exc}")
+    posteriors = {k: v for k, v in posteriors.items() if k[2] != -1}
+    return Plan(configs, tasks, posteriors, ids, unavailable)
+
+
+def execute(
+    plan: Plan, out_dir: Path, *, jobs: int = 1, resume: bool = False, progress: bool = True
+) -> list[dict[str, Any]]:
+    """Runs every cell of the plan and returns their rows.
+
+    With ``resume``, cells already finished in ``out_dir`` (ok or skipped) are read back
+    instead of rerun: for picking up an interrupted benchmark, not after changing code.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / CELLS).mkdir(exist_ok=True)
+    rows: list[dict[str, Any]] = []
+    todo: list[CellConfig] = []
+    for config in plan.configs:
+        key = (config.dataset, config.learner, config.seed)
+        done = finished_row(out_dir, config) if resume else None
+        if done is not None:
+            rows.append(done)
+        elif key in plan.unavailable:
+            status, reason = plan.unavailable[key]
+            rows.append(_unavailable_row(config, plan, status, reason, out_dir))
+        else:
+            todo.append(config)
+    if todo:
+        # Tasks travel to worker processes without their image loader (a closure).
+        light = {k: replace(t, load_images=None) for k, t in plan.tasks.items()}
+        calls = (
+            delayed(run_cell)(c, light[c.dataset], plan.posteriors[key], out_dir, plan.posterior_ids[key])
+            for c in todo
+            for key in [(c.dataset, c.learner, c.seed)]
+        )
+        results: Iterable[dict[str, Any]]
+        if jobs == 1:
+            results = (fn(*args, **kwargs) for fn, args, kwargs in calls)
+        else:
+            results = Parallel(n_jobs=jobs, return_as="generator_unordered")(calls)
+        for row in tqdm(results, total=len(todo), desc="cells", unit="cell", disable=not progress):
+            rows.append(row)
+    return rows
+
+
+def _unavailable_row(
+    config: CellConfig, plan: Plan, status: str, reason: str, out_dir: Path
+) -> dict[str, Any]:
+    row: dict[str, Any] = {"config_hash": config.hash, **asdict(config), "status": status, "error": reason}
+    task = plan.tasks.get(config.dataset)
+    if task is not None:
+        row.update(_task_row(task))
+    row.update(provenance())
+    cells = out_dir / CELLS
+    _atomic_write_bytes(
+        cells / f"{config.hash}.json", json.dumps(row, sort_keys=True, default=_json_default).encode()
+    )
+    return row
+
+
+RUN_ORDER = ["dataset", "learner", "strategy", "seed"]
+CURVE_COLUMNS = [
+    "config_hash",
+    "step",
+    "annotations",
+    "accuracy",
+    "mislabelled_clear",
+    "mislabelled_ambiguous",
+    "sample",
+]
+
+
+def write_tables(
+    out_dir: Path, rows: Sequence[dict[str, Any]], *, merge: bool = False
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Writes runs.parquet, runs.csv and curves.parquet for ``rows`` (curves from the cells).
+
+    With ``merge``, rows of other configurations already in the tables are kept, so that
+    several ``alcbench run`` calls can fill one folder. Each table is replaced atomically.
+    """
+    runs = pd.DataFrame(list(rows))
+    curve_frames = [
+        pd.read_parquet(out_dir / CELLS / f"{h}.curve.parquet")
+        for h, status in zip(runs["config_hash"], runs["status"], strict=True)
+        if status == "ok"
+    ]
+    if merge and (out_dir / "runs.parquet").is_file() and (out_dir / "curves.parquet").is_file():
+        from benchmark.report import load_tables
+
+        old_runs, old_curves = load_tables(out_dir)
+        old_runs = old_runs[~old_runs["config_hash"].isin(runs["config_hash"])]
+        old_curves = old_curves[old_curves["config_hash"].isin(old_runs["config_hash"])]
+        runs = pd.concat([old_runs, runs], ignore_index=True)
+        curve_frames.insert(0, old_curves)
+    from benchmark.report import RUN_COLUMNS
+
+    for column in RUN_COLUMNS:  # a table of only failed cells still has every column
+        if column not in runs.columns:
+            runs[column] = np.nan
+    front = ["config_hash", *RUN_ORDER, "status", "error"]
+    runs = runs[front + [c for c in runs.columns if c not in front]]
+    runs = runs.sort_values(RUN_ORDER, kind="stable").reset_index(drop=True)
+    frames = [f for f in curve_frames if len(f)]
+    curves = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=CURVE_COLUMNS)
+    order = {h: i for i, h in enumerate(runs["config_hash"])}
+    curves = curves.sort_values(
+        ["config_hash", "step"], key=lambda c: c.map(order) if c.name == "config_hash" else c, kind="stable"
+    ).reset_index(drop=True)
+    _atomic_parquet(runs, out_dir / "runs.parquet")
+    _atomic_csv(runs, out_dir / "runs.csv")
+    _atomic_parquet(curves, out_dir / "curves.parquet")
+    return runs, curves

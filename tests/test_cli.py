@@ -1,0 +1,261 @@
+"""The command line end to end: list, run, report, and what bad input does."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from benchmark import registry
+from benchmark.cli import main
+
+DATASET = "cifar10h[temperature=2]"
+
+
+@pytest.fixture
+def truth_posteriors(tmp_path: Path) -> Path:
+    """The paper's CIFAR-10H task's true distribution saved as a posteriors file."""
+    task = registry.create("dataset", DATASET).load()
+    path = tmp_path / "truth.npy"
+    np.save(path, task.true_dist.astype(np.float32))
+    return path
+
+
+@pytest.fixture
+def plugin_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A plugin folder added through ALCBENCH_PLUGIN_PATH; the registry forgets it afterwards."""
+    root = tmp_path / "plugins"
+    (root / "strategies").mkdir(parents=True)
+    monkeypatch.setenv("ALCBENCH_PLUGIN_PATH", str(root))
+    registry.refresh()
+    yield root
+    registry.refresh()
+
+
+def _run(out: Path, posteriors: Path, *strategies: str, seeds: str = "0-1") -> int:
+    args = [
+        "run",
+        "--dataset",
+        DATASET,
+        "--posteriors",
+        str(posteriors),
+        "--seeds",
+        seeds,
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
+    for s in strategies:
+        args += ["--strategy", s]
+    return main(args)
+
+
+def test_list_shows_every_builtin_plugin_with_description_and_origin(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for name in [
+        "cifar10h",
+        "random",
+        "oracle",
+        "loss",
+        "entropy",
+        "eq2",
+        "bald",
+        "cleanlab",
+        "truth",
+        "smallcnn",
+    ]:
+        assert f"  {name} " in out
+    assert "strategies/eq2.py" in out
+    assert "Cross-entropy of the current label" in out
+
+
+def test_list_filters_by_pattern(capsys):
+    assert main(["list", "strategies", "e*"]) == 0
+    out = capsys.readouterr().out
+    assert "  eq2 " in out and "  entropy " in out
+    assert "  random " not in out
+
+
+def test_run_writes_tables_leaderboard_and_plots(tmp_path, truth_posteriors):
+    out = tmp_path / "res"
+    assert _run(out, truth_posteriors, "random", "oracle", "eq2") == 0
+    runs = pd.read_parquet(out / "runs.parquet")
+    assert len(runs) == 6 and set(runs["status"]) == {"ok"}
+    assert set(runs["learner"]) == {"file:truth.npy"}
+    curves = pd.read_parquet(out / "curves.parquet")
+    assert set(curves["config_hash"]) == set(runs["config_hash"])
+    assert (out / "leaderboard.md").is_file() and (out / "leaderboard.csv").is_file()
+    assert list((out / "plots").glob("*.png"))
+    board = pd.read_csv(out / "leaderboard.csv")
+    # the oracle beats eq2, which beats random, with perfect posteriors
+    order = list(board.sort_values("rank")["strategy"])
+    assert order.index("oracle") < order.index("eq2") < order.index("random")
+
+
+def test_same_seeds_give_identical_result_tables(tmp_path, truth_posteriors):
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert _run(a, truth_posteriors, "random", "loss", "oracle") == 0
+    assert _run(b, truth_posteriors, "random", "loss", "oracle") == 0
+    assert (a / "runs.csv").read_bytes() == (b / "runs.csv").read_bytes()
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(a / "curves.parquet"), pd.read_parquet(b / "curves.parquet")
+    )
+    assert (a / "leaderboard.csv").read_bytes() == (b / "leaderboard.csv").read_bytes()
+
+
+def test_different_seeds_give_different_random_runs(tmp_path, truth_posteriors):
+    out = tmp_path / "res"
+    assert _run(out, truth_posteriors, "random", seeds="0-1") == 0
+    runs = pd.read_parquet(out / "runs.parquet")
+    assert runs["auc"].iloc[0] != runs["auc"].iloc[1]
+
+
+def test_report_rebuilds_from_tables_alone(tmp_path, truth_posteriors):
+    out = tmp_path / "res"
+    assert _run(out, truth_posteriors, "random", "loss") == 0
+    first = (out / "leaderboard.md").read_text()
+    for path in list((out / "cells").iterdir()):
+        path.unlink()
+    (out / "cells").rmdir()
+    (out / "leaderboard.md").unlink()
+    assert main(["report", str(out)]) == 0
+    assert (out / "leaderboard.md").read_text() == first
+
+
+def test_runs_into_one_folder_accumulate(tmp_path, truth_posteriors):
+    out = tmp_path / "res"
+    assert _run(out, truth_posteriors, "random") == 0
+    assert _run(out, truth_posteriors, "loss") == 0
+    runs = pd.read_parquet(out / "runs.parquet")
+    assert sorted(set(runs["strategy"])) == ["loss", "random"]
+
+
+@pytest.mark.parametrize(
+    ("array", "expected"),
+    [
+        (np.full((5000, 9), 1 / 9, dtype=np.float32), "(5000, 10)"),
+        (np.full((10, 10), 0.1, dtype=np.float32), "(5000, 10)"),
+        (np.where(np.eye(10)[np.zeros(5000, int)] > 0, np.nan, 0.0), "NaN"),
+        (np.tile(np.r_[-0.1, 1.1, np.zeros(8)], (5000, 1)), "negative"),
+        (np.full((5000, 10), 0.2), "sum"),
+    ],
+    ids=["wrong-classes", "wrong-samples", "nan", "negative", "not-normalised"],
+)
+def test_bad_posteriors_file_is_a_clear_error_naming_the_file(tmp_path, capsys, array, expected):
+    path = tmp_path / "bad_posteriors.npy"
+    np.save(path, array)
+    code = _run(tmp_path / "res", path, "loss")
+    err = capsys.readouterr()
+    text = err.out + err.err
+    assert code != 0
+    assert "bad_posteriors.npy" in text
+    assert expected.lower() in text.lower()
+
+
+def test_unknown_strategy_suggests_close_names(tmp_path, truth_posteriors, capsys):
+    assert _run(tmp_path / "res", truth_posteriors, "eq3") == 2
+    err = capsys.readouterr().err
+    assert "unknown strategy 'eq3'" in err and "'eq2'" in err
+
+
+def test_unknown_dataset_suggests_close_names(tmp_path, truth_posteriors, capsys):
+    code = main(
+        [
+            "run",
+            "--dataset",
+            "cifar10",
+            "--strategy",
+            "loss",
+            "--posteriors",
+            str(truth_posteriors),
+            "--out",
+            str(tmp_path / "r"),
+            "--no-progress",
+        ]
+    )
+    out = capsys.readouterr()
+    assert code != 0
+    assert "cifar10h" in out.out + out.err
+
+
+def test_strategy_that_raises_fails_its_cell_and_the_others_finish(
+    tmp_path, truth_posteriors, plugin_root, capsys
+):
+    (plugin_root / "strategies" / "explodes.py").write_text(
+        textwrap.dedent("""
+        from benchmark.plugins import Strategy
+
+        class Explodes(Strategy):
+            name = "explodes"
+            description = "Raises while scoring."
+
+            def score(self, ctx):
+                raise RuntimeError("boom")
+    """)
+    )
+    (plugin_root / "strategies" / "wrongshape.py").write_text(
+        textwrap.dedent("""
+        import numpy as np
+        from benchmark.plugins import Strategy
+
+        class WrongShape(Strategy):
+            name = "wrongshape"
+            description = "Returns one score too few."
+
+            def score(self, ctx):
+                return np.zeros(ctx.n_samples - 1)
+    """)
+    )
+    out = tmp_path / "res"
+    code = _run(out, truth_posteriors, "random", "explodes", "wrongshape", "loss")
+    text = capsys.readouterr().out
+    assert code == 1
+    runs = pd.read_parquet(out / "runs.parquet").set_index(["strategy", "seed"])
+    assert runs.loc[("random", 0), "status"] == "ok" and runs.loc[("loss", 1), "status"] == "ok"
+    assert runs.loc[("explodes", 0), "status"] == "failed"
+    assert "boom" in runs.loc[("explodes", 0), "error"]
+    assert "shape (4999,)" in runs.loc[("wrongshape", 0), "error"]
+    assert "FAILED" in text and "explodes" in text
+    assert "failed" in (out / "leaderboard.md").read_text().lower()
+
+
+def test_plugin_file_that_fails_to_import_is_listed_as_failed(plugin_root, capsys):
+    (plugin_root / "strategies" / "broken.py").write_text("import not_a_module_anywhere\n")
+    assert main(["list", "strategies"]) == 0
+    out = capsys.readouterr().out
+    assert "broken" in out and "FAILED TO LOAD" in out and "not_a_module_anywhere" in out
+    assert "  loss " in out
+
+
+def test_stochastic_strategy_without_stochastic_posteriors_is_skipped_not_failed(tmp_path, truth_posteriors):
+    out = tmp_path / "res"
+    assert _run(out, truth_posteriors, "bald", "random") == 0
+    runs = pd.read_parquet(out / "runs.parquet")
+    bald = runs[runs["strategy"] == "bald"]
+    assert set(bald["status"]) == {"skipped"}
+    assert "stochastic" in bald["error"].iloc[0]
+
+
+def test_stochastic_posteriors_file_feeds_bald(tmp_path):
+    task = registry.create("dataset", DATASET).load()
+    rng = np.random.default_rng(0)
+    noisy = rng.dirichlet(np.ones(10), size=(4, task.n_samples)) * 0.3 + task.true_dist * 0.7
+    path = tmp_path / "stochastic.npy"
+    np.save(path, noisy.astype(np.float32))
+    out = tmp_path / "res"
+    assert _run(out, path, "bald", "loss", seeds="0") == 0
+    runs = pd.read_parquet(out / "runs.parquet")
+    assert set(runs["status"]) == {"ok"}
+
+
+def test_seed_ranges(tmp_path):
+    from benchmark.runner import parse_seeds
+
+    assert parse_seeds("0-4") == [0, 1, 2, 3, 4]
+    assert parse_seeds("3,1,2-3") == [1, 2, 3]
+    with pytest.raises(ValueError, match="seeds"):
+        parse_seeds("4-1")
