@@ -32,6 +32,7 @@ test-all: venv
 
 lint: venv
 	$(BIN)/ruff check benchmark datasets strategies tests
+	$(BIN)/ruff format --check benchmark datasets strategies tests
 
 type: venv
 	$(BIN)/mypy

@@ -95,9 +95,7 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--dataset", required=True)
     fit.add_argument("--learner", default="smallcnn")
     fit.add_argument("--seeds", default="0")
-    fit.add_argument("--data-root", type=Path, default=None)
-    fit.add_argument("--cache", type=Path, default=None, help="cache folder (default: user cache)")
-    fit.add_argument("--refit", action="store_true", help="ignore cached outputs and fit again")
+    _inputs(fit)
     fit.add_argument(
         "--export",
         type=Path,
@@ -112,9 +110,7 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _common(p: argparse.ArgumentParser, default_out: Path | None) -> None:
-    p.add_argument("--seeds", default="0-4", help="e.g. 0-4 or 0,2,5 (default 0-4)")
-    p.add_argument("--out", type=Path, default=default_out, required=default_out is None)
+def _inputs(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-root", type=Path, default=None, help="folder with the data files")
     p.add_argument(
         "--cache",
@@ -125,6 +121,12 @@ def _common(p: argparse.ArgumentParser, default_out: Path | None) -> None:
     p.add_argument(
         "--refit", action="store_true", help="fit learners again instead of using cached posteriors"
     )
+
+
+def _common(p: argparse.ArgumentParser, default_out: Path | None) -> None:
+    p.add_argument("--seeds", default="0-4", help="e.g. 0-4 or 0,2,5 (default 0-4)")
+    p.add_argument("--out", type=Path, default=default_out, required=default_out is None)
+    _inputs(p)
     p.add_argument("--jobs", type=int, default=1, help="parallel worker processes for cells (-1: all cores)")
     p.add_argument("--resume", action="store_true", help="reuse cells already finished in --out")
     p.add_argument(
@@ -220,20 +222,19 @@ def _execute(
         f"results in {args.out} ({len(written)} report files)"
     )
     for label, frame in (("skipped", skipped), ("FAILED", failed)):
-        for (dataset, learner, strategy), group in frame.groupby(
-            ["dataset", "learner", "strategy"], sort=True
-        ):
-            print(
-                f"  {label}: {dataset} / {learner} / {strategy} (seeds {_seed_list(group)}): "
-                f"{group['error'].iloc[0]}"
+        # One entry per distinct reason: a missing image folder skips many cells at once.
+        for error, group in frame.groupby("error", sort=True):
+            cells = sorted(
+                {
+                    f"{d} / {ln} / {st}"
+                    for d, ln, st in zip(group["dataset"], group["learner"], group["strategy"], strict=True)
+                }
             )
+            shown = "; ".join(cells[:4]) + (f"; and {len(cells) - 4} more" if len(cells) > 4 else "")
+            print(f"  {label} ({len(group)} cells: {shown}):\n    " + str(error).replace("\n", "\n    "))
     for message in preload_failures:
         print(f"  FAILED plugin: {message}")
     return 1 if len(failed) or preload_failures else 0
-
-
-def _seed_list(group: Any) -> str:
-    return ",".join(str(s) for s in sorted(group["seed"]))
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -63,7 +63,13 @@ BUDGET_MULTIPLIER = 4.0
 TASK_SEED = 2022
 
 CSV_COLUMNS = (
-    "implementation", "strategy", "n", "seconds", "peak_mib", "annotations", "selections",
+    "implementation",
+    "strategy",
+    "n",
+    "seconds",
+    "peak_mib",
+    "annotations",
+    "selections",
 )
 OURS, REFERENCE = "alcbench", "reference"
 #: "A static strategy at N = 1M finishes in seconds", read as: in under this many seconds.
@@ -133,9 +139,7 @@ def synthetic_task(
     return task, posteriors
 
 
-def context_for(
-    task: CleaningTask, posteriors: np.ndarray, strategy: Strategy, seed: int
-) -> ScoringContext:
+def context_for(task: CleaningTask, posteriors: np.ndarray, strategy: Strategy, seed: int) -> ScoringContext:
     """The initial scoring context of a run: the oracle alone sees the truth."""
     counts = np.zeros((task.n_samples, task.n_classes), dtype=np.int64)
     counts[np.arange(task.n_samples), task.noisy_labels] = 1
@@ -215,9 +219,7 @@ def reference_simulate(
     accuracy: list[float] = []
     spent = 0
     while spent <= budget:
-        scores = np.asarray(
-            strategy.score(dataclasses.replace(ctx, label_counts=counts)), dtype=np.float64
-        )
+        scores = np.asarray(strategy.score(dataclasses.replace(ctx, label_counts=counts)), dtype=np.float64)
         order = perm[np.argsort(-scores[perm], kind="stable")]
         blocked = already & correct if strategy.reselect else already
         order = order[~blocked[order]]
@@ -249,9 +251,7 @@ def reference_simulate(
     )
 
 
-def ours_simulate(
-    task: CleaningTask, strategy: Strategy, ctx: ScoringContext, *, seed: int
-) -> RunSummary:
+def ours_simulate(task: CleaningTask, strategy: Strategy, ctx: ScoringContext, *, seed: int) -> RunSummary:
     traj = simulate(task, strategy, ctx, seed=seed)
     return RunSummary(
         selected=traj.selected,
@@ -345,8 +345,15 @@ def measure(
         finally:
             tracemalloc.stop()
     return Measurement(
-        implementation, strategy_name, task.n_samples, best, peak,
-        summary.annotations, summary.selections, max(1, repeats), summary.distinct,
+        implementation,
+        strategy_name,
+        task.n_samples,
+        best,
+        peak,
+        summary.annotations,
+        summary.selections,
+        max(1, repeats),
+        summary.distinct,
     )
 
 
@@ -403,10 +410,19 @@ def sanity_check(
             a = np.asarray(per[OURS][metric])
             b = np.asarray(per[REFERENCE][metric])
             se_a, se_b = _se(a), _se(b)
-            out.append(SanityResult(
-                name, n, len(seeds), metric, float(a.mean()), se_a, float(b.mean()), se_b,
-                max(floor, 4.0 * float(np.hypot(se_a, se_b))),
-            ))
+            out.append(
+                SanityResult(
+                    name,
+                    n,
+                    len(seeds),
+                    metric,
+                    float(a.mean()),
+                    se_a,
+                    float(b.mean()),
+                    se_b,
+                    max(floor, 4.0 * float(np.hypot(se_a, se_b))),
+                )
+            )
     return out
 
 
@@ -485,8 +501,7 @@ def render_markdown(
         "",
         "## Timings",
         "",
-        "| implementation | strategy | N | seconds | repeats | peak MiB | annotations"
-        " | selections |",
+        "| implementation | strategy | N | seconds | repeats | peak MiB | annotations | selections |",
         "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     order = sorted(measurements, key=lambda m: (m.strategy, m.n, m.implementation != OURS))
@@ -579,23 +594,23 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         prog="python -m benchmark.perf", description="Simulator speed benchmark."
     )
     parser.add_argument("--out", type=Path, default=Path("results/perf"), help="output folder")
+    parser.add_argument("--quick", action="store_true", help=f"only N <= {QUICK_MAX_N:,} (smoke test)")
     parser.add_argument(
-        "--quick", action="store_true", help=f"only N <= {QUICK_MAX_N:,} (smoke test)"
-    )
-    parser.add_argument(
-        "--sizes", type=int, nargs="+", default=None,
+        "--sizes",
+        type=int,
+        nargs="+",
+        default=None,
         help="N at which to time alcbench (default: 1k 10k 100k 1M, plus the reference sizes)",
     )
     parser.add_argument(
-        "--reference-sizes", type=int, nargs="*", default=None,
+        "--reference-sizes",
+        type=int,
+        nargs="*",
+        default=None,
         help="N at which to time the reference loop (default: 1k 5k 10k)",
     )
-    parser.add_argument(
-        "--strategies", nargs="+", default=list(TIMED_STRATEGIES), help="strategies to time"
-    )
-    parser.add_argument(
-        "--repeats", type=int, default=None, help="repeats per cell (default: by N)"
-    )
+    parser.add_argument("--strategies", nargs="+", default=list(TIMED_STRATEGIES), help="strategies to time")
+    parser.add_argument("--repeats", type=int, default=None, help="repeats per cell (default: by N)")
     parser.add_argument("--sanity-n", type=int, default=1_000, help="N of the sanity check")
     parser.add_argument("--sanity-seeds", type=int, default=10, help="seeds of the sanity check")
     return parser.parse_args(argv)
@@ -632,16 +647,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(
                     f"[perf] {impl:9s} {name:7s} N={n:>9,}  {m.seconds:10.4f} s"
                     f"  peak {m.peak_mib:8.1f} MiB  ({m.annotations:,} annotations)",
-                    file=sys.stderr, flush=True,
+                    file=sys.stderr,
+                    flush=True,
                 )
         del task, posteriors
 
     print(f"[perf] sanity check at N={args.sanity_n:,} ...", file=sys.stderr, flush=True)
     sanity = sanity_check(args.sanity_n, tuple(range(args.sanity_seeds)))
 
-    command = "python -m benchmark.perf " + " ".join(
-        sys.argv[1:] if argv is None else list(argv)
-    )
+    command = "python -m benchmark.perf " + " ".join(sys.argv[1:] if argv is None else list(argv))
     markdown = render_markdown(measurements, sanity, machine_info(), command=command.strip())
     write_csv(args.out / "simulator.csv", measurements)
     (args.out / "simulator.md").write_text(markdown)

@@ -54,12 +54,29 @@ METRICS = (
 )
 GROUP_INFO = ("n_samples", "n_classes", "noise_rate", "budget", "target_accuracy")
 RUN_COLUMNS = (
-    "config_hash", *CELL, "seed", "status", "error", "n_samples", "n_classes", "noise_rate",
-    "budget", "auc", "final_accuracy", "pct_mislabelled_corrected", "target_accuracy",
-    "annotations_to_target", "clear_mislabelled_left", "ambiguous_mislabelled_left",
+    "config_hash",
+    *CELL,
+    "seed",
+    "status",
+    "error",
+    "n_samples",
+    "n_classes",
+    "noise_rate",
+    "budget",
+    "auc",
+    "final_accuracy",
+    "pct_mislabelled_corrected",
+    "target_accuracy",
+    "annotations_to_target",
+    "clear_mislabelled_left",
+    "ambiguous_mislabelled_left",
 )
 CURVE_COLUMNS = (
-    "config_hash", "step", "annotations", "accuracy", "mislabelled_clear",
+    "config_hash",
+    "step",
+    "annotations",
+    "accuracy",
+    "mislabelled_clear",
     "mislabelled_ambiguous",
 )
 
@@ -246,7 +263,10 @@ def leaderboard(runs: pd.DataFrame, curves: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for (dataset, learner, strategy), g in ok.groupby(CELL, sort=True):
         row: dict[str, object] = {
-            "dataset": dataset, "learner": learner, "strategy": strategy, "n_seeds": len(g),
+            "dataset": dataset,
+            "learner": learner,
+            "strategy": strategy,
+            "n_seeds": len(g),
         }
         for m in METRICS:
             row[f"{m}_mean"], row[f"{m}_ci"] = mean_ci95(
@@ -279,9 +299,7 @@ def leaderboard(runs: pd.DataFrame, curves: pd.DataFrame) -> pd.DataFrame:
     table = table.sort_values(
         [*GROUP, "auc_mean", "strategy"], ascending=[True, True, False, True], kind="mergesort"
     ).reset_index(drop=True)
-    table["rank"] = (
-        table.groupby(GROUP)["auc_mean"].rank(method="min", ascending=False).astype(np.int64)
-    )
+    table["rank"] = table.groupby(GROUP)["auc_mean"].rank(method="min", ascending=False).astype(np.int64)
     first = [*GROUP, "rank", "strategy", "n_seeds", "n_failed", "n_skipped", *GROUP_INFO]
     return table[first + [c for c in table.columns if c not in first]]
 
@@ -368,22 +386,24 @@ def _display_table(group_rows: pd.DataFrame, target_label: str) -> pd.DataFrame:
         lost = [f"{r[k]} {k[2:]}" for k in ("n_failed", "n_skipped") if r[k]]
         if lost:
             seeds += f" ({', '.join(lost)})"
-        out.append({
-            "rank": str(r["rank"]),
-            "strategy": str(r["strategy"]),
-            "AUC": _pm(r["auc_mean"], r["auc_ci"], 4),
-            "final acc. (%)": _pm(r["final_accuracy_mean"], r["final_accuracy_ci"], 2),
-            "mislabelled corrected (%)": _pm(
-                r["pct_mislabelled_corrected_mean"], r["pct_mislabelled_corrected_ci"], 1
-            ),
-            target_label: to_target,
-            "efficiency": eff,
-            "left: clear / ambiguous": (
-                f"{_count(r['clear_mislabelled_left_mean'])} / "
-                f"{_count(r['ambiguous_mislabelled_left_mean'])}"
-            ),
-            "seeds": seeds,
-        })
+        out.append(
+            {
+                "rank": str(r["rank"]),
+                "strategy": str(r["strategy"]),
+                "AUC": _pm(r["auc_mean"], r["auc_ci"], 4),
+                "final acc. (%)": _pm(r["final_accuracy_mean"], r["final_accuracy_ci"], 2),
+                "mislabelled corrected (%)": _pm(
+                    r["pct_mislabelled_corrected_mean"], r["pct_mislabelled_corrected_ci"], 1
+                ),
+                target_label: to_target,
+                "efficiency": eff,
+                "left: clear / ambiguous": (
+                    f"{_count(r['clear_mislabelled_left_mean'])} / "
+                    f"{_count(r['ambiguous_mislabelled_left_mean'])}"
+                ),
+                "seeds": seeds,
+            }
+        )
     return pd.DataFrame(out)
 
 
@@ -449,14 +469,16 @@ def _sections(runs: pd.DataFrame, board: pd.DataFrame) -> list[_Section]:
             f"`{r.strategy}` seed {r.seed}: {r.status} — {_error_line(r.error)}"
             for r in bad.itertuples(index=False)
         ]
-        sections.append(_Section(
-            dataset=dataset,
-            learner=learner,
-            title=group_title(dataset, learner, info[(dataset, learner)]),
-            file_name=names[(dataset, learner)],
-            table=_display_table(rows, target_label),
-            failures=listed,
-        ))
+        sections.append(
+            _Section(
+                dataset=dataset,
+                learner=learner,
+                title=group_title(dataset, learner, info[(dataset, learner)]),
+                file_name=names[(dataset, learner)],
+                table=_display_table(rows, target_label),
+                failures=listed,
+            )
+        )
     return sections
 
 
@@ -596,9 +618,15 @@ def _budget_line(ax: Axes, budget: float) -> None:
     if _finite(budget):
         ax.axvline(budget, color="0.55", linestyle=":", linewidth=1.2, zorder=1)
         ax.annotate(
-            "budget", xy=(budget, 1.0), xycoords=("data", "axes fraction"),
-            xytext=(-3, -3), textcoords="offset points", ha="right", va="top",
-            fontsize="small", color="0.4",
+            "budget",
+            xy=(budget, 1.0),
+            xycoords=("data", "axes fraction"),
+            xytext=(-3, -3),
+            textcoords="offset points",
+            ha="right",
+            va="top",
+            fontsize="small",
+            color="0.4",
         )
 
 
@@ -627,20 +655,23 @@ def _plot_accuracy(
         st = styles[s]
         mean, half = gc.accuracy[s]
         (line,) = ax.plot(
-            gc.grid, mean, color=st.color, linestyle=st.linestyle, linewidth=st.linewidth,
+            gc.grid,
+            mean,
+            color=st.color,
+            linestyle=st.linestyle,
+            linewidth=st.linewidth,
             zorder=st.zorder,
         )
-        ax.fill_between(gc.grid, mean - half, mean + half, color=st.color, alpha=0.15,
-                        linewidth=0, zorder=st.zorder - 1)
+        ax.fill_between(
+            gc.grid, mean - half, mean + half, color=st.color, alpha=0.15, linewidth=0, zorder=st.zorder - 1
+        )
         handles.append(line)
         labels.append(f"{_pm(r.auc_mean, r.auc_ci, 4)}   {s}")
     _budget_line(ax, gc.budget)
     _finish_axes(fig, ax, gc, title, "label accuracy (%)")
     bottom, top = ax.get_ylim()
     ax.set_ylim(bottom, min(top, 100.5))  # a CI band may poke past 100 %; accuracy cannot
-    fig.legend(handles, labels, loc="outside right upper", fontsize="small", frameon=False,
-               title="AUC (mean ± 95 % CI)   strategy", title_fontsize="small",
-               alignment="left")
+    _legend(fig, handles, labels, "AUC (mean ± 95 % CI)   strategy")
     return _save(fig, path)
 
 
@@ -655,8 +686,9 @@ def _plot_mislabelled(
         s = str(r.strategy)
         st = styles[s]
         for series, ls in ((gc.clear, "-"), (gc.ambiguous, "--")):
-            ax.plot(gc.grid, series[s][0], color=st.color, linestyle=ls,
-                    linewidth=st.linewidth, zorder=st.zorder)
+            ax.plot(
+                gc.grid, series[s][0], color=st.color, linestyle=ls, linewidth=st.linewidth, zorder=st.zorder
+            )
         handles.append(Line2D([], [], color=st.color, linewidth=2.5))
         labels.append(s)
     handles += [
@@ -667,18 +699,28 @@ def _plot_mislabelled(
     _budget_line(ax, gc.budget)
     _finish_axes(fig, ax, gc, title, "mislabelled samples left (mean over seeds)")
     ax.set_ylim(bottom=0)
-    fig.legend(handles, labels, loc="outside right upper", fontsize="small", frameon=False,
-               title="strategy (by AUC)", title_fontsize="small", alignment="left")
+    _legend(fig, handles, labels, "strategy (by AUC)")
     return _save(fig, path)
 
 
-def _plot_overview(path: Path, sections: list[_Section], board: pd.DataFrame,
-                   styles: dict[str, _Style]) -> Path:
+def _legend(fig: Figure, handles: list[Line2D], labels: list[str], title: str) -> None:
+    fig.legend(
+        handles,
+        labels,
+        loc="outside right upper",
+        fontsize="small",
+        frameon=False,
+        title=title,
+        title_fontsize="small",
+        alignment="left",
+    )
+
+
+def _plot_overview(
+    path: Path, sections: list[_Section], board: pd.DataFrame, styles: dict[str, _Style]
+) -> Path:
     """Horizontal bars of AUC mean ± 95 % CI, one panel per group, best strategy on top."""
-    panels = [
-        (s, board[(board["dataset"] == s.dataset) & (board["learner"] == s.learner)])
-        for s in sections
-    ]
+    panels = [(s, board[(board["dataset"] == s.dataset) & (board["learner"] == s.learner)]) for s in sections]
     panels = [(s, rows) for s, rows in panels if len(rows)]
     heights = [0.3 * len(rows) + 0.9 for _, rows in panels]
     fig = Figure(figsize=(9.0, sum(heights) + 0.4), dpi=_DPI, layout="constrained")
@@ -691,8 +733,15 @@ def _plot_overview(path: Path, sections: list[_Section], board: pd.DataFrame,
         lo, hi = float(np.min(means - cis)), float(np.max(means + cis))
         pad = max(0.08 * (hi - lo), 0.002)
         left = max(lo - 3 * pad, 0.0)
-        ax.barh(y, means - left, left=left, xerr=cis, color=colors, height=0.7,
-                error_kw={"elinewidth": 1.0, "capsize": 2.5, "ecolor": "0.2"})
+        ax.barh(
+            y,
+            means - left,
+            left=left,
+            xerr=cis,
+            color=colors,
+            height=0.7,
+            error_kw={"elinewidth": 1.0, "capsize": 2.5, "ecolor": "0.2"},
+        )
         for yi, m, c in zip(y, means, cis, strict=True):
             ax.text(m + c + 0.4 * pad, yi, f"{m:.4f}", va="center", fontsize="x-small")
         ax.set_yticks(y, [str(s) for s in rows["strategy"]], fontsize="small")
@@ -745,9 +794,9 @@ def write_report(out_dir: Path, runs: pd.DataFrame, curves: pd.DataFrame) -> lis
             budget = rows["budget"].iloc[0]
             gc = _group_curves(group_ok, by_run, float(budget) if pd.notna(budget) else math.nan)
             figures.append(_plot_accuracy(plots / f"{s.file_name}.png", s.title, gc, rows, styles))
-            figures.append(_plot_mislabelled(
-                plots / f"{s.file_name}_mislabelled.png", s.title, gc, rows, styles
-            ))
+            figures.append(
+                _plot_mislabelled(plots / f"{s.file_name}_mislabelled.png", s.title, gc, rows, styles)
+            )
             with_plots.add(s.file_name)
         if len(board):
             figures.append(_plot_overview(plots / "auc_overview.png", sections, board, styles))

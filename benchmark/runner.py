@@ -27,7 +27,7 @@ from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
 import benchmark
-from benchmark import registry
+from benchmark import registry, report
 from benchmark.cache import load_or_fit
 from benchmark.dataroot import DataNotFoundError
 from benchmark.metrics import DEFAULT_TARGET_ACCURACY, curve_points, run_metrics
@@ -403,15 +403,8 @@ def _unavailable_row(
 
 
 RUN_ORDER = ["dataset", "learner", "strategy", "seed"]
-CURVE_COLUMNS = [
-    "config_hash",
-    "step",
-    "annotations",
-    "accuracy",
-    "mislabelled_clear",
-    "mislabelled_ambiguous",
-    "sample",
-]
+#: The report's curve columns, plus the sample selected at each step (-1 at step 0).
+CURVE_COLUMNS = [*report.CURVE_COLUMNS, "sample"]
 
 
 def write_tables(
@@ -429,16 +422,12 @@ def write_tables(
         if status == "ok"
     ]
     if merge and (out_dir / "runs.parquet").is_file() and (out_dir / "curves.parquet").is_file():
-        from benchmark.report import load_tables
-
-        old_runs, old_curves = load_tables(out_dir)
+        old_runs, old_curves = report.load_tables(out_dir)
         old_runs = old_runs[~old_runs["config_hash"].isin(runs["config_hash"])]
         old_curves = old_curves[old_curves["config_hash"].isin(old_runs["config_hash"])]
         runs = pd.concat([old_runs, runs], ignore_index=True)
         curve_frames.insert(0, old_curves)
-    from benchmark.report import RUN_COLUMNS
-
-    for column in RUN_COLUMNS:  # a table of only failed cells still has every column
+    for column in report.RUN_COLUMNS:  # a table of only failed cells still has every column
         if column not in runs.columns:
             runs[column] = np.nan
     front = ["config_hash", *RUN_ORDER, "status", "error"]

@@ -23,9 +23,7 @@ def entropy(p: np.ndarray) -> np.ndarray:
     return normalised_entropy(p)
 
 
-def correctness_minus_difficulty(
-    q: np.ndarray, p: np.ndarray, *, hinge: float | None = None
-) -> np.ndarray:
+def correctness_minus_difficulty(q: np.ndarray, p: np.ndarray, *, hinge: float | None = None) -> np.ndarray:
     """The paper's Eq. 2: CE(q, p) - H(p).
 
     With ``hinge`` set (the reference code uses 0.3), only the part of the entropy above the

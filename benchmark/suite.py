@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from benchmark import registry
+from benchmark.plugins import parse_spec
 
 #: Learners of the default suite: the CPU learner, and the true distribution as an upper bound.
 DEFAULT_LEARNERS = ("smallcnn", "truth")
@@ -21,19 +22,23 @@ class Suite:
 
 
 def expand(kind: str, names: tuple[str, ...] | None = None) -> tuple[list[str], list[str]]:
-    """Specs for every grid point of the named plugins (all registered ones when None), and
-    the messages of plugins that failed to load."""
+    """Specs for every grid point of the named plugins (all registered ones when None; a name
+    given with parameters, ``name[k=v]``, stands for itself), and the messages of plugins
+    that failed to load."""
     specs: list[str] = []
     failed: list[str] = []
     infos = registry.discover(kind)
-    for name in names if names is not None else tuple(infos):
+    for entry in names if names is not None else tuple(infos):
+        name, params = parse_spec(entry)
         if name not in infos:
             registry.get(kind, name)  # raises with suggestions
         info = infos[name]
         if info.cls is None:
             failed.append(f"{kind} {name} ({info.origin}): {info.error}")
-            continue
-        specs.extend(info.cls(**params).spec for params in info.cls.grid())
+        elif params:  # a configured spec stands for itself
+            specs.append(info.cls(**params).spec)
+        else:
+            specs.extend(info.cls(**grid_point).spec for grid_point in info.cls.grid())
     return specs, failed
 
 

@@ -53,9 +53,7 @@ class CleaningTask:
         if p.ndim != 2:
             raise ValueError(f"{self.name}: true_dist must be (N, C), got shape {p.shape}")
         if y.shape != (p.shape[0],):
-            raise ValueError(
-                f"{self.name}: noisy_labels must have shape ({p.shape[0]},), got {y.shape}"
-            )
+            raise ValueError(f"{self.name}: noisy_labels must have shape ({p.shape[0]},), got {y.shape}")
         if not np.allclose(p.sum(axis=1), 1.0, atol=1e-6) or (p < 0).any():
             raise ValueError(f"{self.name}: rows of true_dist must be distributions")
         if y.min(initial=0) < 0 or y.max(initial=0) >= p.shape[1]:

@@ -24,7 +24,7 @@ SHIPPED_COUNTS = Path(__file__).resolve().parent / "data" / "cifar10h-counts.npy
 HOW_TO_GET_IMAGES = (
     "Get the CIFAR-10 test images with torchvision when online\n"
     "  (python -c \"import torchvision; torchvision.datasets.CIFAR10('<root>', train=False, "
-    "download=True)\"),\n  which writes <root>/cifar-10-batches-py/test_batch, "
+    'download=True)"),\n  which writes <root>/cifar-10-batches-py/test_batch, '
     "or from https://www.cs.toronto.edu/~kriz/cifar.html."
 )
 
@@ -71,7 +71,9 @@ def load_counts(data_root: Path | None) -> np.ndarray:
     )
     counts = np.load(path)
     if counts.shape != (TOTAL, len(CLASSES)) or not np.issubdtype(counts.dtype, np.integer):
-        raise ValueError(f"{path}: expected a (10000, 10) integer count matrix, got {counts.shape} {counts.dtype}")
+        raise ValueError(
+            f"{path}: expected a (10000, 10) integer count matrix, got {counts.shape} {counts.dtype}"
+        )
     return counts.astype(np.int64)
 
 
@@ -112,8 +114,11 @@ def load_test_images(data_root: Path | None) -> np.ndarray:
     """
     try:
         path = find_data_file(
-            ["cifar-10-batches-py/test_batch", "cifar10/cifar-10-batches-py/test_batch",
-             "cifar10/cifar10_test_from_jpeg.npz"],
+            [
+                "cifar-10-batches-py/test_batch",
+                "cifar10/cifar-10-batches-py/test_batch",
+                "cifar10/cifar10_test_from_jpeg.npz",
+            ],
             data_root=data_root,
             what="CIFAR-10 test images",
             how_to_get=HOW_TO_GET_IMAGES,
@@ -131,7 +136,9 @@ def load_test_images(data_root: Path | None) -> np.ndarray:
     except Exception as exc:
         raise ValueError(f"{path}: cannot read CIFAR-10 test images ({exc}). {HOW_TO_GET_IMAGES}") from exc
     if images.shape != (TOTAL, 32, 32, 3) or images.dtype != np.uint8:
-        raise ValueError(f"{path}: expected (10000, 32, 32, 3) uint8 images, got {images.shape} {images.dtype}")
+        raise ValueError(
+            f"{path}: expected (10000, 32, 32, 3) uint8 images, got {images.shape} {images.dtype}"
+        )
     return images
 
 

@@ -259,3 +259,89 @@ def test_seed_ranges(tmp_path):
     assert parse_seeds("3,1,2-3") == [1, 2, 3]
     with pytest.raises(ValueError, match="seeds"):
         parse_seeds("4-1")
+
+
+def test_learner_that_raises_fails_its_cells_and_the_others_finish(tmp_path, plugin_root, capsys):
+    (plugin_root / "learners").mkdir()
+    (plugin_root / "learners" / "boom.py").write_text(
+        textwrap.dedent("""
+        from benchmark.plugins import Learner
+
+        class Boom(Learner):
+            name = "boom"
+            description = "Raises while fitting."
+            needs_images = False
+
+            def fit_predict(self, task, *, seed, progress=True):
+                raise RuntimeError("out of memory, say")
+    """)
+    )
+    out = tmp_path / "res"
+    code = main(
+        [
+            "suite",
+            "--out",
+            str(out),
+            "--datasets",
+            DATASET,
+            "--learners",
+            "boom",
+            "truth",
+            "--strategies",
+            "random",
+            "loss",
+            "--seeds",
+            "0",
+            "--cache",
+            str(tmp_path / "cache"),
+            "--no-progress",
+        ]
+    )
+    assert code == 1
+    runs = pd.read_parquet(out / "runs.parquet").set_index(["learner", "strategy"])
+    assert set(runs.loc["truth", "status"]) == {"ok"}
+    assert set(runs.loc["boom", "status"]) == {"failed"}
+    assert "out of memory, say" in runs.loc[("boom", "loss"), "error"]
+    assert "out of memory, say" in capsys.readouterr().out
+
+
+def test_interrupted_benchmark_keeps_finished_cells_and_resumes(tmp_path, truth_posteriors, monkeypatch):
+    from benchmark import runner
+
+    out = tmp_path / "res"
+    real = runner.run_cell
+    calls = {"n": 0}
+
+    def interrupt_on_third(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "run_cell", interrupt_on_third)
+    assert _run(out, truth_posteriors, "random", "loss", seeds="0-1") == 130
+    assert len(list((out / "cells").glob("*.json"))) == 2
+    monkeypatch.setattr(runner, "run_cell", real)
+    done = {p.name: p.stat().st_mtime_ns for p in (out / "cells").glob("*.json")}
+    args = [
+        "run",
+        "--dataset",
+        DATASET,
+        "--posteriors",
+        str(truth_posteriors),
+        "--seeds",
+        "0-1",
+        "--out",
+        str(out),
+        "--no-progress",
+        "--strategy",
+        "random",
+        "--strategy",
+        "loss",
+        "--resume",
+    ]
+    assert main(args) == 0
+    after = {p.name: p.stat().st_mtime_ns for p in (out / "cells").glob("*.json")}
+    assert len(after) == 4
+    assert all(after[name] == mtime for name, mtime in done.items())  # reused, not rerun
+    assert len(pd.read_parquet(out / "runs.parquet")) == 4

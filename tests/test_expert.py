@@ -81,9 +81,7 @@ def test_annotate_stops_at_the_first_strict_majority_of_its_draw_sequence(seed, 
     n_classes = p.size
     start = data.draw(st.integers(0, n_classes - 1))
     sample = data.draw(st.integers(0, 10_000))
-    new, draws = run_annotate(
-        np.eye(n_classes, dtype=np.int64)[start], p, seed=seed, samples=[sample]
-    )
+    new, draws = run_annotate(np.eye(n_classes, dtype=np.int64)[start], p, seed=seed, samples=[sample])
     # Replay the same draw sequence one label at a time.
     counts = np.eye(n_classes, dtype=np.int64)[start]
     cdf = cumulative(p[None, :])
@@ -104,9 +102,7 @@ def test_a_resumed_episode_continues_the_sample_own_draw_sequence():
     p = np.array([[0.4, 0.35, 0.25]])
     cdf = cumulative(p)
     new, n = run_annotate([[0, 0, 1]], p, seed=11, samples=[42], draws_made=[3])
-    labels = draw_labels(
-        np.repeat(cdf, n[0], axis=0), uniforms(11, np.full(n[0], 42), 3 + np.arange(n[0]))
-    )
+    labels = draw_labels(np.repeat(cdf, n[0], axis=0), uniforms(11, np.full(n[0], 42), 3 + np.arange(n[0])))
     expected = np.array([0, 0, 1]) + np.bincount(labels, minlength=3)
     assert new[0].tolist() == expected.tolist()
 
@@ -118,9 +114,7 @@ def test_vectorised_annotation_equals_one_sample_at_a_time():
     samples = rng.permutation(1000)[:30]
     together, n_together = run_annotate(counts, p, seed=5, samples=samples)
     for j in range(30):
-        alone, n_alone = run_annotate(
-            counts[j : j + 1], p[j : j + 1], seed=5, samples=samples[j : j + 1]
-        )
+        alone, n_alone = run_annotate(counts[j : j + 1], p[j : j + 1], seed=5, samples=samples[j : j + 1])
         assert n_alone[0] == n_together[j]
         assert alone[0].tolist() == together[j].tolist()
 
@@ -200,6 +194,4 @@ def test_uniforms_differ_across_samples_and_draws():
 def test_uniforms_accept_numpy_integer_seeds(seed_type):
     # A seed taken from an array (np.arange(5), a DataFrame column) is a numpy integer.
     samples, draws = np.arange(4), np.zeros(4, dtype=np.int64)
-    np.testing.assert_array_equal(
-        uniforms(seed_type(3), samples, draws), uniforms(3, samples, draws)
-    )
+    np.testing.assert_array_equal(uniforms(seed_type(3), samples, draws), uniforms(3, samples, draws))

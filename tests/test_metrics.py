@@ -98,9 +98,7 @@ def test_pct_mislabelled_corrected_counts_only_initially_wrong_samples_now_right
 
 def test_pct_mislabelled_corrected_is_nan_without_mislabelled_samples():
     task = make_task(one_hot([0, 1], 2), [0, 1])
-    traj = trajectory(
-        [1], [100.0], initial_accuracy=100.0, budget=2, final_counts=np.array([[2, 0], [0, 1]])
-    )
+    traj = trajectory([1], [100.0], initial_accuracy=100.0, budget=2, final_counts=np.array([[2, 0], [0, 1]]))
     assert math.isnan(run_metrics(task, traj)["pct_mislabelled_corrected"])
 
 

@@ -19,11 +19,24 @@ from benchmark.task import CleaningTask
 @pytest.fixture(scope="module")
 def perf_run(tmp_path_factory: pytest.TempPathFactory):
     out = tmp_path_factory.mktemp("perf")
-    rc = perf.main([
-        "--out", str(out), "--quick",
-        "--sizes", "400", "1500", "--reference-sizes", "400",
-        "--repeats", "1", "--sanity-n", "1000", "--sanity-seeds", "8",
-    ])
+    rc = perf.main(
+        [
+            "--out",
+            str(out),
+            "--quick",
+            "--sizes",
+            "400",
+            "1500",
+            "--reference-sizes",
+            "400",
+            "--repeats",
+            "1",
+            "--sanity-n",
+            "1000",
+            "--sanity-seeds",
+            "8",
+        ]
+    )
     return rc, out
 
 
@@ -35,9 +48,9 @@ def test_main_writes_csv_with_expected_columns(perf_run) -> None:
         assert tuple(reader.fieldnames or ()) == perf.CSV_COLUMNS
         rows = list(reader)
     cells = {(r["implementation"], r["strategy"], int(r["n"])) for r in rows}
-    expected = {
-        ("alcbench", s, n) for s in perf.TIMED_STRATEGIES for n in (400, 1500)
-    } | {("reference", s, 400) for s in perf.TIMED_STRATEGIES}
+    expected = {("alcbench", s, n) for s in perf.TIMED_STRATEGIES for n in (400, 1500)} | {
+        ("reference", s, 400) for s in perf.TIMED_STRATEGIES
+    }
     assert cells == expected
     for r in rows:
         assert float(r["seconds"]) > 0
@@ -49,8 +62,15 @@ def test_main_writes_csv_with_expected_columns(perf_run) -> None:
 def test_main_writes_markdown_report(perf_run) -> None:
     _, out = perf_run
     md = (out / "simulator.md").read_text()
-    for needed in ("# Simulator speed benchmark", "Machine:", "NumPy", "## Speed-up",
-                   "| loss | 400 |", "| oracle | 400 |", "## Sanity check"):
+    for needed in (
+        "# Simulator speed benchmark",
+        "Machine:",
+        "NumPy",
+        "## Speed-up",
+        "| loss | 400 |",
+        "| oracle | 400 |",
+        "## Sanity check",
+    ):
         assert needed in md
     sanity_rows = [line for line in md.splitlines() if "| final_accuracy |" in line]
     assert len(sanity_rows) == len(perf.SANITY_STRATEGIES)

@@ -163,9 +163,7 @@ def test_format_spec_and_parse_spec_round_trip(name, params):
     parsed_name, parsed = parse_spec(format_spec(name, params))
     assert parsed_name == name
     assert parsed == params
-    assert {k: type(v) is bool for k, v in parsed.items()} == {
-        k: type(v) is bool for k, v in params.items()
-    }
+    assert {k: type(v) is bool for k, v in parsed.items()} == {k: type(v) is bool for k, v in params.items()}
 
 
 def test_spec_of_a_configured_plugin_parses_back_to_the_same_configuration():

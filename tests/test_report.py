@@ -41,27 +41,53 @@ AUC = {
 }
 
 
-def _run(learner: str, strategy: str, seed: int, *, status: str = "ok", auc: float = 0.9,
-         error: str = "", to_target: float = 150.0) -> dict[str, object]:
+def _run(
+    learner: str,
+    strategy: str,
+    seed: int,
+    *,
+    status: str = "ok",
+    auc: float = 0.9,
+    error: str = "",
+    to_target: float = 150.0,
+) -> dict[str, object]:
     return {
         "config_hash": f"{learner}|{strategy}|{seed}",
-        "dataset": DATASET, "learner": learner, "strategy": strategy, "seed": seed,
-        "status": status, "error": error,
-        "n_samples": 1000, "n_classes": 10, "noise_rate": 0.2, "budget": 200,
+        "dataset": DATASET,
+        "learner": learner,
+        "strategy": strategy,
+        "seed": seed,
+        "status": status,
+        "error": error,
+        "n_samples": 1000,
+        "n_classes": 10,
+        "noise_rate": 0.2,
+        "budget": 200,
         "initially_mislabelled": 200,
-        "auc": auc, "initial_accuracy": 80.0,
+        "auc": auc,
+        "initial_accuracy": 80.0,
         "final_accuracy": CURVES.get(strategy, [(0, 80.0)])[-1][1],
-        "annotations_spent": 200.0, "selections": 150.0, "pct_mislabelled_corrected": 50.0,
-        "target_accuracy": 95.0, "annotations_to_target": to_target,
-        "clear_mislabelled_left": 10.0 + seed, "ambiguous_mislabelled_left": 5.0,
+        "annotations_spent": 200.0,
+        "selections": 150.0,
+        "pct_mislabelled_corrected": 50.0,
+        "target_accuracy": 95.0,
+        "annotations_to_target": to_target,
+        "clear_mislabelled_left": 10.0 + seed,
+        "ambiguous_mislabelled_left": 5.0,
         "commit": "abc123",
     }
 
 
 def _curve(config_hash: str, points: Sequence[tuple[float, float]]) -> list[dict[str, object]]:
     return [
-        {"config_hash": config_hash, "step": step, "annotations": x, "accuracy": y,
-         "mislabelled_clear": 150.0 - y, "mislabelled_ambiguous": (100.0 - y) / 4}
+        {
+            "config_hash": config_hash,
+            "step": step,
+            "annotations": x,
+            "accuracy": y,
+            "mislabelled_clear": 150.0 - y,
+            "mislabelled_ambiguous": (100.0 - y) / 4,
+        }
         for step, (x, y) in enumerate(points)
     ]
 
@@ -76,10 +102,19 @@ def make_tables() -> tuple[pd.DataFrame, pd.DataFrame]:
                 curves += _curve(str(row["config_hash"]), CURVES[strategy])
     # eq2 seed 2 under FILE failed: its (garbage) AUC must not enter the mean
     failed = next(r for r in runs if r["config_hash"] == f"{FILE}|{EQ2}|2")
-    failed.update(status="failed", auc=0.0,
-                  error="CUDA out of memory\nTraceback (most recent call last): ...")
-    runs.append(_run(FILE, "bald", 0, status="skipped", auc=float("nan"),
-                     error="strategy bald requires stochastic posteriors"))
+    failed.update(
+        status="failed", auc=0.0, error="CUDA out of memory\nTraceback (most recent call last): ..."
+    )
+    runs.append(
+        _run(
+            FILE,
+            "bald",
+            0,
+            status="skipped",
+            auc=float("nan"),
+            error="strategy bald requires stochastic posteriors",
+        )
+    )
     return pd.DataFrame(runs), pd.DataFrame(curves)
 
 
@@ -165,8 +200,12 @@ def test_annotations_to_target_is_averaged_over_seeds_that_reached_it() -> None:
 def test_rows_are_sorted_by_group_then_auc_with_a_rank_per_group() -> None:
     board = report.leaderboard(*make_tables())
     assert list(zip(board["learner"], board["strategy"], board["rank"], strict=True)) == [
-        (FILE, "oracle", 1), (FILE, "random", 2), (FILE, EQ2, 3),
-        (TRUTH, "oracle", 1), (TRUTH, EQ2, 2), (TRUTH, "random", 3),
+        (FILE, "oracle", 1),
+        (FILE, "random", 2),
+        (FILE, EQ2, 3),
+        (TRUTH, "oracle", 1),
+        (TRUTH, EQ2, 2),
+        (TRUTH, "random", 3),
     ]
 
 
@@ -212,8 +251,7 @@ def test_group_title_gives_size_noise_and_budget() -> None:
 def test_write_report_writes_tables_and_valid_pngs(written: tuple[Path, list[Path]]) -> None:
     out, paths = written
     names = {p.relative_to(out).as_posix() for p in paths}
-    assert {"leaderboard.csv", "leaderboard.md", "leaderboard.html",
-            "plots/auc_overview.png"} <= names
+    assert {"leaderboard.csv", "leaderboard.md", "leaderboard.html", "plots/auc_overview.png"} <= names
     pngs = [p for p in paths if p.suffix == ".png"]
     assert len(pngs) == 2 * 2 + 1  # accuracy + mislabelled per group, one overview
     for p in paths:
@@ -252,18 +290,21 @@ def test_markdown_has_a_section_per_group_and_lists_failed_and_skipped_cells(
 
 def test_group_without_successful_runs_still_gets_a_section(tmp_path: Path) -> None:
     runs, curves = make_tables()
-    runs = pd.concat([runs, pd.DataFrame([
-        _run("smallcnn", "random", 0, status="failed", auc=float("nan"), error="no images")
-    ])])
+    runs = pd.concat(
+        [
+            runs,
+            pd.DataFrame(
+                [_run("smallcnn", "random", 0, status="failed", auc=float("nan"), error="no images")]
+            ),
+        ]
+    )
     report.write_report(tmp_path, runs, curves)
     md = (tmp_path / "leaderboard.md").read_text(encoding="utf-8")
     assert "learner smallcnn" in md and "No successful runs." in md
     assert "`random` seed 0: failed — no images" in md
 
 
-def test_write_report_twice_gives_identical_bytes(
-    written: tuple[Path, list[Path]], tmp_path: Path
-) -> None:
+def test_write_report_twice_gives_identical_bytes(written: tuple[Path, list[Path]], tmp_path: Path) -> None:
     out, first = written
     second = report.write_report(tmp_path, *make_tables())
     assert [p.relative_to(out) for p in first] == [p.relative_to(tmp_path) for p in second]

@@ -164,9 +164,9 @@ def reference_expected_draws(p: list[float], current: int, max_depth: int = 3) -
 def distribution_and_label(draw: st.DrawFn) -> tuple[np.ndarray, int]:
     n_classes = draw(st.sampled_from([2, 3, 10]))
     weights = draw(
-        st.lists(
-            st.floats(0.0, 1.0, allow_nan=False), min_size=n_classes, max_size=n_classes
-        ).filter(lambda w: sum(w) > 1e-6)
+        st.lists(st.floats(0.0, 1.0, allow_nan=False), min_size=n_classes, max_size=n_classes).filter(
+            lambda w: sum(w) > 1e-6
+        )
     )
     p = np.asarray(weights) / sum(weights)
     return p, draw(st.integers(0, n_classes - 1))
@@ -200,9 +200,7 @@ def test_expected_draws_is_vectorised_row_by_row():
     rng = np.random.default_rng(0)
     p = rng.dirichlet(np.ones(4), size=20)
     current = rng.integers(0, 4, size=20)
-    expected = [
-        reference_expected_draws(row.tolist(), int(c)) for row, c in zip(p, current, strict=True)
-    ]
+    expected = [reference_expected_draws(row.tolist(), int(c)) for row, c in zip(p, current, strict=True)]
     np.testing.assert_allclose(expected_draws(p, current), expected, rtol=1e-12)
 
 

@@ -163,9 +163,7 @@ def test_last_selection_may_finish_past_the_budget():
     # One-hot truth, all 4 labels wrong: every selection costs exactly 2 draws; budget 3
     # -> selections start at 0 and 2 (<= 3), the second ends at 4 > 3.
     task = make_task(np.eye(2)[[0, 0, 0, 0]], [1, 1, 1, 1])
-    traj = simulate(
-        task, registry.create("strategy", "random"), make_context(task), seed=0, budget=3
-    )
+    traj = simulate(task, registry.create("strategy", "random"), make_context(task), seed=0, budget=3)
     assert traj.spent.tolist() == [2, 4]
 
 
@@ -191,9 +189,7 @@ def test_final_accuracy_is_recomputed_from_final_counts(run):
 @given(runs())
 def test_initial_accuracy_is_that_of_the_noisy_labels(run):
     task = run.task
-    assert run.traj.initial_accuracy == pytest.approx(
-        100.0 * np.mean(task.noisy_labels == task.true_labels)
-    )
+    assert run.traj.initial_accuracy == pytest.approx(100.0 * np.mean(task.noisy_labels == task.true_labels))
 
 
 @PROPERTY
@@ -226,9 +222,7 @@ def test_final_counts_are_initial_counts_plus_the_expert_draws(run):
 @given(runs())
 def test_samples_never_selected_keep_their_initial_label(run):
     untouched = np.setdiff1d(np.arange(run.task.n_samples), run.traj.selected)
-    np.testing.assert_array_equal(
-        run.traj.final_counts[untouched], initial_counts(run.task)[untouched]
-    )
+    np.testing.assert_array_equal(run.traj.final_counts[untouched], initial_counts(run.task)[untouched])
 
 
 @PROPERTY

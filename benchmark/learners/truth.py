@@ -12,6 +12,7 @@ class TruthLearner(Learner):
     name = "truth"
     description = "The expert's true label distribution itself (an upper bound for any learner)."
     needs_images = False
+    cache = False  # a copy of the task's own table: nothing to gain from a file
 
     def fit_predict(self, task: CleaningTask, *, seed: int, progress: bool = True) -> Posteriors:
         return Posteriors(probs=task.true_dist.astype(np.float32), info={"kind": "truth"})

@@ -1,0 +1,249 @@
+"""The default CPU learner: cross-fitted, deterministic, and able to learn an easy task."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from benchmark import registry
+from benchmark.learners import BUILTIN_LEARNERS, smallcnn
+from benchmark.learners.smallcnn import SmallCNN, cross_fit, fold_assignment
+from benchmark.plugins import Posteriors
+from benchmark.task import CleaningTask
+
+N_PER_CLASS, N_CLASSES, SIZE = 32, 3, 16
+#: Small and short enough that a fit takes about a second on a laptop CPU.
+FAST = {"epochs": 4, "width": 8, "batch_size": 16, "lr": 0.05, "mc_samples": 5}
+FLIPPED = np.array([0, 5, 40, 77])
+Prediction = tuple[np.ndarray, np.ndarray]
+
+
+def colour_task(seed: int = 0) -> CleaningTask:
+    """Class c is a noisy image whose channel c is bright; a few labels are flipped."""
+    rng = np.random.default_rng(seed)
+    true = np.repeat(np.arange(N_CLASSES), N_PER_CLASS)
+    rng.shuffle(true)
+    images = rng.integers(0, 90, size=(true.size, SIZE, SIZE, 3))
+    images[np.arange(true.size), :, :, true] += 150
+    noisy = true.copy()
+    noisy[FLIPPED] = (noisy[FLIPPED] + 1) % N_CLASSES
+    images = images.astype(np.uint8)
+    return CleaningTask(
+        name="colours",
+        true_dist=np.eye(N_CLASSES)[true],
+        noisy_labels=noisy,
+        class_names=("red", "green", "blue"),
+        load_images=lambda: images,
+    )
+
+
+@pytest.fixture(scope="module")
+def task() -> CleaningTask:
+    return colour_task()
+
+
+@pytest.fixture(scope="module")
+def fitted(task: CleaningTask) -> Posteriors:
+    return SmallCNN(**FAST).fit_predict(task, seed=0, progress=False)
+
+
+def test_registered_as_a_builtin_learner() -> None:
+    assert SmallCNN in BUILTIN_LEARNERS
+    assert isinstance(registry.create("learner", "smallcnn[epochs=2]"), SmallCNN)
+
+
+def test_every_parameter_has_one_default() -> None:
+    assert all(len(values) == 1 for values in SmallCNN.parameters.values())
+    required = {"epochs", "width", "folds", "mc_samples", "batch_size", "lr"}
+    assert required <= set(SmallCNN.parameters)
+
+
+# ----------------------------------------------------------------------------- folds
+
+
+def test_fold_assignment_partitions_samples_evenly_within_each_class() -> None:
+    labels = np.repeat([0, 1, 2], [10, 7, 5])
+    fold_of = fold_assignment(labels, 3, seed=0)
+    assert fold_of.shape == labels.shape and set(fold_of) == {0, 1, 2}
+    sizes = np.bincount(fold_of)
+    assert sizes.max() - sizes.min() <= 1
+    for c in range(3):
+        per_fold = np.bincount(fold_of[labels == c], minlength=3)
+        assert per_fold.max() - per_fold.min() <= 1
+
+
+def test_fold_assignment_is_seeded() -> None:
+    labels = np.arange(40) % 2
+    first = fold_assignment(labels, 2, seed=3)
+    np.testing.assert_array_equal(fold_assignment(labels, 2, seed=3), first)
+    assert not np.array_equal(fold_assignment(labels, 2, seed=4), first)
+
+
+def test_fold_assignment_refuses_a_single_fold() -> None:
+    with pytest.raises(ValueError, match="folds"):
+        fold_assignment(np.zeros(10, dtype=int), 1, seed=0)
+
+
+def test_cross_fit_predicts_each_sample_with_the_model_that_never_saw_it() -> None:
+    labels = np.arange(30) % 3
+    fold_of = fold_assignment(labels, 3, seed=1)
+    trained_on: list[np.ndarray] = []
+
+    def fit_and_predict(train_idx: np.ndarray, test_idx: np.ndarray) -> Prediction:
+        model = len(trained_on)
+        trained_on.append(train_idx)
+        probs = np.zeros((test_idx.size, 4))
+        probs[:, model] = 1.0  # the column says which model made the prediction
+        return probs, np.stack([probs, probs])
+
+    probs, stochastic = cross_fit(fold_of, fit_and_predict)
+    assert probs.shape == (30, 4) and stochastic.shape == (2, 30, 4)
+    model_of = probs.argmax(axis=1)
+    assert probs.sum(axis=1).tolist() == [1.0] * 30  # every sample predicted exactly once
+    for i in range(30):
+        assert i not in trained_on[model_of[i]]
+        assert np.isin(np.flatnonzero(fold_of != fold_of[i]), trained_on[model_of[i]]).all()
+    np.testing.assert_array_equal(stochastic[1], probs)
+
+
+def test_fit_predict_uses_out_of_fold_models(task: CleaningTask, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[np.ndarray, np.ndarray]] = []
+    real_cross_fit = smallcnn.cross_fit
+
+    def spy(
+        fold_of: np.ndarray, fit_and_predict: Callable[[np.ndarray, np.ndarray], Prediction]
+    ) -> Prediction:
+        def recorded(train_idx: np.ndarray, test_idx: np.ndarray) -> Prediction:
+            calls.append((train_idx, test_idx))
+            return fit_and_predict(train_idx, test_idx)
+
+        np.testing.assert_array_equal(fold_of, fold_assignment(task.noisy_labels, 2, seed=5))
+        return real_cross_fit(fold_of, recorded)
+
+    monkeypatch.setattr(smallcnn, "cross_fit", spy)
+    SmallCNN(**{**FAST, "epochs": 1, "folds": 2}).fit_predict(task, seed=5, progress=False)
+    assert len(calls) == 2
+    for train_idx, test_idx in calls:
+        assert not np.intersect1d(train_idx, test_idx).size
+        assert np.union1d(train_idx, test_idx).size == task.n_samples
+
+
+# ----------------------------------------------------------------------------- fitting
+
+
+def test_outputs_are_float32_distributions_of_the_right_shape(task: CleaningTask, fitted: Posteriors) -> None:
+    assert fitted.probs.shape == (task.n_samples, N_CLASSES) and fitted.probs.dtype == np.float32
+    assert fitted.stochastic is not None
+    assert fitted.stochastic.shape == (FAST["mc_samples"], task.n_samples, N_CLASSES)
+    assert fitted.stochastic.dtype == np.float32
+    np.testing.assert_allclose(fitted.probs.sum(axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(fitted.stochastic.sum(axis=2), 1.0, atol=1e-5)
+    assert (fitted.probs >= 0).all()
+
+
+def test_mc_dropout_samples_differ(fitted: Posteriors) -> None:
+    assert fitted.stochastic is not None
+    assert np.abs(fitted.stochastic[0] - fitted.stochastic[1]).max() > 1e-4
+
+
+def test_learns_the_classes_well_above_chance(task: CleaningTask, fitted: Posteriors) -> None:
+    accuracy = np.mean(fitted.probs.argmax(axis=1) == task.true_labels)
+    assert accuracy > 0.9
+    assert fitted.info is not None and fitted.info["accuracy_true"] == pytest.approx(accuracy)
+
+
+def test_flipped_labels_get_low_posterior(task: CleaningTask, fitted: Posteriors) -> None:
+    p_noisy = fitted.probs[np.arange(task.n_samples), task.noisy_labels]
+    clean = np.setdiff1d(np.arange(task.n_samples), FLIPPED)
+    assert p_noisy[FLIPPED].max() < np.median(p_noisy[clean])
+
+
+def test_info_records_accuracies_time_and_device(fitted: Posteriors) -> None:
+    info = fitted.info
+    assert info is not None
+    for key in ("train_accuracy_noisy", "holdout_accuracy_noisy", "accuracy_true"):
+        assert 0.0 <= info[key] <= 1.0
+    assert info["seconds"] > 0 and info["device"] in ("cpu", "cuda")
+
+
+def test_training_loss_falls(task: CleaningTask) -> None:
+    config = smallcnn.TrainConfig.from_params(
+        SmallCNN(**FAST).params, n_classes=N_CLASSES, device=torch.device("cpu")
+    )
+    assert task.load_images is not None
+    x = smallcnn._to_tensor(task.load_images(), torch.device("cpu"))
+    y = torch.as_tensor(task.noisy_labels)
+    _, history = smallcnn.train_model(x, y, config, seed=0)
+    assert len(history) == FAST["epochs"]
+    assert history[-1]["loss"] < 0.7 * history[0]["loss"]
+    assert history[-1]["accuracy"] > 0.8
+
+
+def test_same_seed_gives_bitwise_identical_posteriors(task: CleaningTask, fitted: Posteriors) -> None:
+    again = SmallCNN(**FAST).fit_predict(task, seed=0, progress=False)
+    np.testing.assert_array_equal(again.probs, fitted.probs)
+    assert again.stochastic is not None
+    np.testing.assert_array_equal(again.stochastic, fitted.stochastic)
+
+
+def test_another_seed_gives_other_posteriors(task: CleaningTask, fitted: Posteriors) -> None:
+    other = SmallCNN(**FAST).fit_predict(task, seed=1, progress=False)
+    assert not np.array_equal(other.probs, fitted.probs)
+
+
+def test_global_torch_settings_are_restored(task: CleaningTask) -> None:
+    threads = torch.get_num_threads()
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    SmallCNN(**{**FAST, "epochs": 1}).fit_predict(task, seed=0, progress=False)
+    assert torch.get_num_threads() == threads
+    assert torch.are_deterministic_algorithms_enabled() == deterministic
+
+
+def test_task_without_images_is_a_clear_error(task: CleaningTask) -> None:
+    with pytest.raises(ValueError, match="needs images"):
+        SmallCNN(**FAST).fit_predict(dataclasses.replace(task, load_images=None), seed=0)
+
+
+def test_greyscale_images_of_another_size_work() -> None:
+    rng = np.random.default_rng(0)
+    labels = np.arange(24) % 2
+    images = (rng.integers(0, 60, size=(24, 12, 12)) + 150 * labels[:, None, None]).astype(np.uint8)
+    grey = CleaningTask(
+        name="grey",
+        true_dist=np.eye(2)[labels],
+        noisy_labels=labels,
+        class_names=("dark", "light"),
+        load_images=lambda: images,
+    )
+    post = SmallCNN(**{**FAST, "epochs": 1}).fit_predict(grey, seed=0, progress=False)
+    assert post.probs.shape == (24, 2)
+
+
+@pytest.mark.slow
+def test_cifar10h_posteriors_rank_mislabelled_images_better_than_random(data_root: Path) -> None:
+    """The default fit on the paper's setting (N=5000, T=2): about 70 s on 2 CPU cores."""
+    from benchmark.metrics import run_metrics
+    from benchmark.plugins import ScoringContext
+    from benchmark.simulator import initial_counts, simulate
+
+    task = registry.create("dataset", "cifar10h[temperature=2]").load(data_root)
+    post = SmallCNN().fit_predict(task, seed=0, progress=False)
+    assert post.info is not None and post.info["accuracy_true"] > 0.5  # chance is 0.1
+
+    def auc(strategy: str) -> float:
+        ctx = ScoringContext(
+            label_counts=initial_counts(task),
+            posteriors=post.probs,
+            stochastic=post.stochastic,
+            seed=0,
+        )
+        trajectory = simulate(task, registry.create("strategy", strategy), ctx, seed=0)
+        return float(run_metrics(task, trajectory)["auc"])
+
+    # random: ~0.876; loss with the true distribution as posteriors: ~0.9385
+    assert auc("loss") > auc("random") + 0.02
