@@ -205,7 +205,13 @@ def _reselect_loop(
     head_scores = scores[head].tolist()
     head_list = head.tolist()
     tiebreak = np.random.default_rng([seed, 0x7E]).permutation(scores.size)
-    by_majority = _majority_table(strategy, ctx) if strategy.majority_only else None
+    by_majority: dict[int, list[float]] = {}
+    if strategy.majority_only:
+        # Only samples left wrong by their first annotation are ever re-scored.
+        wrong = head[np.argmax(after, axis=1) != task.true_labels[head]]
+        by_majority = dict(
+            zip(wrong.tolist(), _majority_table(strategy, ctx.rows(wrong)).tolist(), strict=True)
+        )
     draws_made: dict[int, int] = {}
     rows: dict[int, list[int]] = {}
     heap: list[tuple[float, int, int]] = []
@@ -235,8 +241,8 @@ def _reselect_loop(
         majority = max(range(len(row)), key=row.__getitem__)
         correct.append(majority == truth[i])
         if majority != truth[i]:
-            if by_majority is not None:
-                new_score = float(by_majority[i, majority])
+            if strategy.majority_only:
+                new_score = by_majority[i][majority]
             else:
                 row_ctx = replace(ctx.rows(np.array([i])), label_counts=np.array([row]))
                 new_score = float(checked_scores(strategy, row_ctx)[0])
