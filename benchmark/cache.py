@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import time
 import warnings
 from collections.abc import Sequence
@@ -26,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmark.atomic import atomic_path
 from benchmark.plugins import Learner, Posteriors
 from benchmark.task import CleaningTask
 
@@ -164,19 +164,13 @@ def _write_entry(path: Path, posteriors: Posteriors, inputs: dict[str, Any], key
 
 
 def _atomic_write(path: Path, content: bytes | dict[str, np.ndarray]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            if isinstance(content, bytes):
-                f.write(content)
-            else:
-                np.savez(f, **content)  # type: ignore[arg-type]
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        if isinstance(content, bytes):
+            f.write(content)
+        else:
+            np.savez(f, **content)  # type: ignore[arg-type]
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def _sha256(array: np.ndarray) -> str:

@@ -35,6 +35,7 @@ from matplotlib.lines import Line2D
 from matplotlib.typing import ColorType
 from scipy import stats
 
+from benchmark.atomic import atomic_path, write_bytes
 from benchmark.metrics import annotations_to_reach, curve_on_grid
 
 GROUP = ["dataset", "learner"]
@@ -465,9 +466,13 @@ def _sections(runs: pd.DataFrame, board: pd.DataFrame) -> list[_Section]:
     for dataset, learner in groups:
         rows = board[(board["dataset"] == dataset) & (board["learner"] == learner)]
         bad = failures[(failures["dataset"] == dataset) & (failures["learner"] == learner)]
+        # One line per strategy and reason, naming the seeds it concerns.
         listed = [
-            f"`{r.strategy}` seed {r.seed}: {r.status} — {_error_line(r.error)}"
-            for r in bad.itertuples(index=False)
+            f"`{strategy}` seed{'s' if len(g) > 1 else ''} {', '.join(str(x) for x in g['seed'])}: "
+            f"{status} — {line}"
+            for (strategy, status, line), g in bad.assign(line=bad["error"].map(_error_line)).groupby(
+                ["strategy", "status", "line"], sort=True
+            )
         ]
         sections.append(
             _Section(
@@ -640,7 +645,8 @@ def _finish_axes(fig: Figure, ax: Axes, gc: _GroupCurves, title: str, ylabel: st
 
 
 def _save(fig: Figure, path: Path) -> Path:
-    fig.savefig(path, dpi=_DPI, format="png", metadata=_PNG_METADATA)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=_DPI, format="png", metadata=_PNG_METADATA)
     return path
 
 
@@ -779,7 +785,7 @@ def write_report(out_dir: Path, runs: pd.DataFrame, curves: pd.DataFrame) -> lis
 
     written: list[Path] = []
     csv_path = out_dir / "leaderboard.csv"
-    board.to_csv(csv_path, index=False, lineterminator="\n")
+    write_bytes(csv_path, board.to_csv(index=False, lineterminator="\n").encode())
     written.append(csv_path)
 
     figures: list[Path] = []
@@ -806,6 +812,6 @@ def write_report(out_dir: Path, runs: pd.DataFrame, curves: pd.DataFrame) -> lis
         ("leaderboard.html", _html(sections)),
     ):
         path = out_dir / name
-        path.write_text(text, encoding="utf-8", newline="\n")
+        write_bytes(path, text.encode("utf-8"))
         written.append(path)
     return written + figures

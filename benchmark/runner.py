@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import subprocess
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -28,6 +27,7 @@ from tqdm.auto import tqdm
 
 import benchmark
 from benchmark import registry, report
+from benchmark.atomic import atomic_path, write_bytes
 from benchmark.cache import load_or_fit
 from benchmark.dataroot import DataNotFoundError
 from benchmark.metrics import DEFAULT_TARGET_ACCURACY, curve_points, run_metrics
@@ -130,26 +130,9 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _atomic_parquet(df: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+def _write_parquet(df: pd.DataFrame, path: Path) -> None:
+    with atomic_path(path) as tmp:
         df.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _atomic_csv(df: pd.DataFrame, path: Path) -> None:
-    _atomic_write_bytes(path, df.to_csv(index=False).encode())
 
 
 def _task_row(task: CleaningTask) -> dict[str, Any]:
@@ -216,8 +199,8 @@ def run_cell(
     cells = out_dir / CELLS
     cells.mkdir(parents=True, exist_ok=True)
     if curve is not None:
-        _atomic_parquet(curve, cells / f"{config.hash}.curve.parquet")
-    _atomic_write_bytes(
+        _write_parquet(curve, cells / f"{config.hash}.curve.parquet")
+    write_bytes(
         cells / f"{config.hash}.json", json.dumps(row, sort_keys=True, default=_json_default).encode()
     )
     return row
@@ -274,77 +257,78 @@ def prepare(
     absent, with the message saying where they were looked for) or "failed" (anything else);
     the rest of the plan goes on.
     """
-    tasks: dict[str, CleaningTask] = {}
-    posteriors: dict[tuple[str, str, int], Posteriors] = {}
-    ids: dict[tuple[str, str, int], str] = {}
-    unavailable: dict[tuple[str, str, int], tuple[str, str]] = {}
-    configs: list[CellConfig] = []
-    file_shas: dict[Path, str] = {}
+    plan = Plan(configs=[], tasks={}, posteriors={}, posterior_ids={}, unavailable={})
     for dataset_spec in datasets:
-        try:
-            dataset = registry.create("dataset", dataset_spec)
-            task = dataset.load(data_root)
-            dataset_spec = dataset.spec
-            tasks[dataset_spec] = task
-        except DataNotFoundError as exc:
-            for source in sources:
-                for seed in seeds:
-                    unavailable[(dataset_spec, source.label, seed)] = ("skipped", str(exc))
-            task = None
-        except Exception as exc:
-            for source in sources:
-                for seed in seeds:
-                    unavailable[(dataset_spec, source.label, seed)] = (
-                        "failed",
-                        f"dataset {dataset_spec}: {type(exc).__name__}: {exc}",
-                    )
-            task = None
+        task, dataset_spec, task_problem = _load_task(dataset_spec, data_root)
+        if task is not None:
+            plan.tasks[dataset_spec] = task
         for source in sources:
-            learner_label = source.label
-            if source.learner is not None and task is not None:
-                try:
-                    learner = registry.create("learner", source.learner)
-                    learner_label = learner.spec
-                except Exception as exc:
-                    for seed in seeds:
-                        unavailable[(dataset_spec, learner_label, seed)] = ("failed", str(exc))
-                    learner = None
-            sha = ""
-            if source.file is not None:
-                if source.file not in file_shas and source.file.is_file():
-                    file_shas[source.file] = sha256_file(source.file)
-                sha = file_shas.get(source.file, "")
+            label, sha, fetch, source_problem = _posterior_source(
+                source, cache_dir=cache_dir, extra_cache_dirs=extra_cache_dirs, refit=refit, progress=progress
+            )
             for seed in seeds:
-                key = (dataset_spec, learner_label, seed)
-                for strategy in strategies:
-                    configs.append(CellConfig(dataset_spec, learner_label, strategy, seed, target, sha))
-                if task is None or key in unavailable:
-                    continue
-                try:
-                    if source.file is not None:
-                        if (dataset_spec, learner_label, -1) not in posteriors:
-                            posteriors[(dataset_spec, learner_label, -1)] = load_posteriors_file(
-                                source.file, task.n_samples, task.n_classes
-                            )
-                        posteriors[key] = posteriors[(dataset_spec, learner_label, -1)]
-                        ids[key] = f"sha256:{sha}"
-                    else:
-                        assert learner is not None
-                        posteriors[key], ids[key] = load_or_fit(
-                            task,
-                            learner,
-                            seed,
-                            cache_dir=cache_dir,
-                            extra_cache_dirs=extra_cache_dirs,
-                            refit=refit,
-                            progress=progress,
-                        )
-                except DataNotFoundError as exc:
-                    unavailable[key] = ("skipped", f"learner {learner_label}: {exc}")
-                except Exception as exc:
-                    unavailable[key] = ("failed", f"learner {learner_label}: {type(exc).__name__}: {exc}")
-    posteriors = {k: v for k, v in posteriors.items() if k[2] != -1}
-    return Plan(configs, tasks, posteriors, ids, unavailable)
+                key = (dataset_spec, label, seed)
+                plan.configs += [CellConfig(dataset_spec, label, s, seed, target, sha) for s in strategies]
+                problem = task_problem or source_problem
+                if problem is None:
+                    assert task is not None
+                    try:
+                        plan.posteriors[key], plan.posterior_ids[key] = fetch(task, seed)
+                    except DataNotFoundError as exc:
+                        problem = ("skipped", f"learner {label}: {exc}")
+                    except Exception as exc:
+                        problem = ("failed", f"learner {label}: {type(exc).__name__}: {exc}")
+                if problem is not None:
+                    plan.unavailable[key] = problem
+    return plan
+
+
+Problem = tuple[str, str]  # (status, reason)
+
+
+def _load_task(spec: str, data_root: Path | None) -> tuple[CleaningTask | None, str, Problem | None]:
+    """(task, canonical spec, None), or (None, spec, problem) when it cannot be loaded."""
+    try:
+        dataset = registry.create("dataset", spec)
+        return dataset.load(data_root), dataset.spec, None
+    except DataNotFoundError as exc:
+        return None, spec, ("skipped", str(exc))
+    except Exception as exc:
+        return None, spec, ("failed", f"dataset {spec}: {type(exc).__name__}: {exc}")
+
+
+def _posterior_source(
+    source: Source, *, cache_dir: Path, extra_cache_dirs: Sequence[Path], refit: bool, progress: bool
+) -> tuple[str, str, Any, Problem | None]:
+    """(label, file sha256, fetch(task, seed) -> (posteriors, id), problem) for a source."""
+    if source.file is not None:
+        path = source.file
+        sha = sha256_file(path) if path.is_file() else ""
+        loaded: dict[str, Posteriors] = {}
+
+        def from_file(task: CleaningTask, seed: int) -> tuple[Posteriors, str]:
+            if task.name not in loaded:  # one file serves every seed
+                loaded[task.name] = load_posteriors_file(path, task.n_samples, task.n_classes)
+            return loaded[task.name], f"sha256:{sha}"
+
+        return source.label, sha, from_file, None
+    try:
+        learner = registry.create("learner", source.label)
+    except Exception as exc:
+        return source.label, "", None, ("failed", f"learner {source.label}: {exc}")
+
+    def from_learner(task: CleaningTask, seed: int) -> tuple[Posteriors, str]:
+        return load_or_fit(
+            task,
+            learner,
+            seed,
+            cache_dir=cache_dir,
+            extra_cache_dirs=extra_cache_dirs,
+            refit=refit,
+            progress=progress,
+        )
+
+    return learner.spec, "", from_learner, None
 
 
 def execute(
@@ -396,7 +380,7 @@ def _unavailable_row(
         row.update(_task_row(task))
     row.update(provenance())
     cells = out_dir / CELLS
-    _atomic_write_bytes(
+    write_bytes(
         cells / f"{config.hash}.json", json.dumps(row, sort_keys=True, default=_json_default).encode()
     )
     return row
@@ -439,7 +423,7 @@ def write_tables(
     curves = curves.sort_values(
         ["config_hash", "step"], key=lambda c: c.map(order) if c.name == "config_hash" else c, kind="stable"
     ).reset_index(drop=True)
-    _atomic_parquet(runs, out_dir / "runs.parquet")
-    _atomic_csv(runs, out_dir / "runs.csv")
-    _atomic_parquet(curves, out_dir / "curves.parquet")
+    _write_parquet(runs, out_dir / "runs.parquet")
+    write_bytes(out_dir / "runs.csv", runs.to_csv(index=False).encode())
+    _write_parquet(curves, out_dir / "curves.parquet")
     return runs, curves

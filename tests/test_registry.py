@@ -188,3 +188,52 @@ def test_plugin_parameters_default_to_the_first_grid_value():
     assert Toy(b="y").spec == "toy[a=1,b=y]"
     assert Toy().spec == "toy[a=1]"
     assert list(Toy.grid()) == [{"a": 1, "b": "x"}, {"a": 2, "b": "x"}]
+
+
+@pytest.fixture
+def entry_point_package(tmp_path, monkeypatch):
+    """An installed-package stand-in: a module on sys.path and entry points pointing into it."""
+    from importlib.metadata import EntryPoint
+
+    (tmp_path / "third_party_margin.py").write_text(
+        textwrap.dedent("""
+        import numpy as np
+        from benchmark.plugins import Strategy
+
+        class Margin(Strategy):
+            name = "third_party_margin"
+            description = "A strategy from another package."
+
+            def score(self, ctx):
+                return np.zeros(ctx.n_samples)
+
+        NOT_A_PLUGIN = 42
+        """)
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    points = [
+        EntryPoint("third_party_margin", "third_party_margin:Margin", "alcbench.strategies"),
+        EntryPoint("not_a_plugin", "third_party_margin:NOT_A_PLUGIN", "alcbench.strategies"),
+        EntryPoint("missing", "no_such_module_here:Thing", "alcbench.strategies"),
+    ]
+
+    def fake_entry_points(*, group):
+        return [ep for ep in points if ep.group == group]
+
+    monkeypatch.setattr(registry, "entry_points", fake_entry_points)
+    registry.refresh()
+    yield
+    registry.refresh()
+
+
+def test_entry_point_strategies_are_listed_with_their_origin(entry_point_package):
+    info = registry.discover("strategy")["third_party_margin"]
+    assert info.ok and info.origin.startswith("entry point third_party_margin:Margin")
+    assert registry.create("strategy", "third_party_margin").description == "A strategy from another package."
+
+
+def test_broken_entry_points_are_listed_as_failed_without_stopping_the_others(entry_point_package):
+    plugins = registry.discover("strategy")
+    assert not plugins["missing"].ok and "no_such_module_here" in plugins["missing"].error
+    assert not plugins["not_a_plugin"].ok and "not a Strategy subclass" in plugins["not_a_plugin"].error
+    assert plugins["loss"].ok and plugins["third_party_margin"].ok
