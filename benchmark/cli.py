@@ -87,7 +87,9 @@ def _parser() -> argparse.ArgumentParser:
     suite.add_argument(
         "--strategies", nargs="+", default=None, help="strategy specs (default: all registered)"
     )
-    suite.add_argument("--learners", nargs="+", default=None, help="learner specs (default: smallcnn truth)")
+    suite.add_argument(
+        "--learners", nargs="+", default=None, help="learner specs (default: each dataset's own)"
+    )
     _common(suite, default_out=Path("results"))
     suite.set_defaults(func=cmd_suite, seeds="0-4")
 
@@ -175,8 +177,7 @@ def _cache_dirs(args: argparse.Namespace, *, suite: bool) -> tuple[Path, list[Pa
 
 def _execute(
     args: argparse.Namespace,
-    datasets: list[str],
-    sources: list[Any],
+    grid: list[tuple[str, list[Any]]],
     strategies: list[str],
     *,
     suite: bool,
@@ -188,9 +189,9 @@ def _execute(
     seeds = runner.parse_seeds(args.seeds)
     # Unknown names and bad parameters fail here, before any work.
     for kind, specs in (
-        ("dataset", datasets),
+        ("dataset", [dataset for dataset, _ in grid]),
         ("strategy", strategies),
-        ("learner", [s.learner for s in sources if s.learner is not None]),
+        ("learner", [s.learner for _, sources in grid for s in sources if s.learner is not None]),
     ):
         for spec in specs:
             registry.create(kind, spec)
@@ -198,8 +199,7 @@ def _execute(
     progress = not args.no_progress
     started = time.perf_counter()
     plan = runner.prepare(
-        datasets,
-        sources,
+        grid,
         strategies,
         seeds,
         data_root=args.data_root,
@@ -249,18 +249,20 @@ def cmd_run(args: argparse.Namespace) -> int:
         source = Source(file=args.posteriors)
     else:
         source = Source(learner=args.learner or "smallcnn")
-    return _execute(args, [args.dataset], [source], list(args.strategy), suite=False)
+    return _execute(args, [(args.dataset, [source])], list(args.strategy), suite=False)
 
 
 def cmd_suite(args: argparse.Namespace) -> int:
     from benchmark.runner import Source
-    from benchmark.suite import DEFAULT_LEARNERS, expand
+    from benchmark.suite import expand, learners_for
 
     datasets, failed_d = expand("dataset", tuple(args.datasets) if args.datasets else None)
     strategies, failed_s = expand("strategy", tuple(args.strategies) if args.strategies else None)
-    learners = args.learners or list(DEFAULT_LEARNERS)
-    sources = [Source(learner=spec) for spec in learners]
-    return _execute(args, datasets, sources, strategies, suite=True, preload_failures=failed_d + failed_s)
+    grid = [
+        (dataset, [Source(learner=spec) for spec in args.learners or learners_for(dataset)])
+        for dataset in datasets
+    ]
+    return _execute(args, grid, strategies, suite=True, preload_failures=failed_d + failed_s)
 
 
 def cmd_fit(args: argparse.Namespace) -> int:

@@ -64,6 +64,8 @@ class Dataset(Plugin):
     """Builds a :class:`CleaningTask` from files under a data root."""
 
     kind = "dataset"
+    #: Learners the default suite runs on this dataset (empty: the suite's defaults).
+    learners: ClassVar[tuple[str, ...]] = ()
 
     def load(self, data_root: Path | None = None) -> CleaningTask:
         raise NotImplementedError

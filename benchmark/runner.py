@@ -239,8 +239,7 @@ class Plan:
 
 
 def prepare(
-    datasets: Sequence[str],
-    sources: Sequence[Source],
+    grid: Sequence[tuple[str, Sequence[Source]]],
     strategies: Sequence[str],
     seeds: Sequence[int],
     *,
@@ -253,12 +252,15 @@ def prepare(
 ) -> Plan:
     """Loads the tasks and computes (or loads) every posterior the cells need.
 
+    ``grid`` pairs each dataset spec with the posterior sources it is run with; every pair
+    is crossed with every strategy and seed.
+
     A dataset or learner that cannot provide its inputs makes its cells "skipped" (data files
     absent, with the message saying where they were looked for) or "failed" (anything else);
     the rest of the plan goes on.
     """
     plan = Plan(configs=[], tasks={}, posteriors={}, posterior_ids={}, unavailable={})
-    for dataset_spec in datasets:
+    for dataset_spec, sources in grid:
         task, dataset_spec, task_problem = _load_task(dataset_spec, data_root)
         if task is not None:
             plan.tasks[dataset_spec] = task

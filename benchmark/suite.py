@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from benchmark import registry
 from benchmark.plugins import parse_spec
 
-#: Learners of the default suite: the CPU learner, and the true distribution as an upper bound.
+#: Learners the suite pairs with a dataset that names none: the CPU image learner, and the
+#: true distribution as an upper bound.
 DEFAULT_LEARNERS = ("smallcnn", "truth")
-DEFAULT_SEEDS = (0, 1, 2, 3, 4)
-
-
-@dataclass(frozen=True)
-class Suite:
-    datasets: tuple[str, ...]
-    learners: tuple[str, ...]
-    strategies: tuple[str, ...]
-    seeds: tuple[int, ...] = DEFAULT_SEEDS
-    failed_plugins: tuple[str, ...] = field(default=())
 
 
 def expand(kind: str, names: tuple[str, ...] | None = None) -> tuple[list[str], list[str]]:
@@ -42,14 +31,7 @@ def expand(kind: str, names: tuple[str, ...] | None = None) -> tuple[list[str], 
     return specs, failed
 
 
-def default_suite() -> Suite:
-    """Every registered dataset and strategy (each over its parameter grid), the default
-    learners, seeds 0-4."""
-    datasets, failed_d = expand("dataset")
-    strategies, failed_s = expand("strategy")
-    return Suite(
-        datasets=tuple(datasets),
-        learners=DEFAULT_LEARNERS,
-        strategies=tuple(strategies),
-        failed_plugins=tuple(failed_d + failed_s),
-    )
+def learners_for(dataset_spec: str) -> tuple[str, ...]:
+    """The learners the default suite runs on a dataset: its own ``learners``, else the defaults."""
+    cls = registry.get("dataset", parse_spec(dataset_spec)[0])
+    return tuple(cls.learners) or DEFAULT_LEARNERS

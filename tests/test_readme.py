@@ -47,7 +47,7 @@ def test_readme_strategy_scores_as_documented(example_root):
 
 
 def test_readme_strategy_joins_the_default_suite(example_root):
-    from benchmark.suite import default_suite
+    from benchmark.suite import expand
 
-    strategies = default_suite().strategies
+    strategies, failed = expand("strategy")
     assert "label_margin[power=1]" in strategies and "label_margin[power=2]" in strategies
