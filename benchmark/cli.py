@@ -240,6 +240,8 @@ def _execute(
 def cmd_run(args: argparse.Namespace) -> int:
     from benchmark.runner import Source
 
+    for spec in args.strategy:
+        registry.create("strategy", spec)
     if args.posteriors is not None:
         # A bad file is the user's input error: say so before any work starts.
         from benchmark.posteriors import load_posteriors_file
