@@ -212,6 +212,7 @@ def _execute(
     jobs = (os.cpu_count() or 1) if args.jobs == -1 else args.jobs
     rows = runner.execute(plan, args.out, jobs=jobs, resume=args.resume, progress=progress)
     runs, curves = runner.write_tables(args.out, rows, merge=not suite)
+    dropped = runner.write_skipped_inputs(args.out, plan.tasks)
     written = write_report(args.out, runs, curves)
     elapsed = time.perf_counter() - started
     ok = int((runs["status"] == "ok").sum())
@@ -232,6 +233,12 @@ def _execute(
             )
             shown = "; ".join(cells[:4]) + (f"; and {len(cells) - 4} more" if len(cells) > 4 else "")
             print(f"  {label} ({len(group)} cells: {shown}):\n    " + str(error).replace("\n", "\n    "))
+    if len(dropped):
+        print(
+            f"  {len(dropped)} unreadable inputs were skipped (listed in {args.out / 'skipped_inputs.csv'}):"
+        )
+        for r in dropped.head(10).itertuples(index=False):
+            print(f"    {r.dataset}: {getattr(r, 'file', '')}: {getattr(r, 'reason', '')}")
     for message in preload_failures:
         print(f"  FAILED plugin: {message}")
     return 1 if len(failed) or preload_failures else 0

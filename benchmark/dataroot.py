@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 
@@ -56,3 +57,30 @@ def find_data_file(
         f"{what} not found. Looked for:\n  {where}\n{how_to_get}\n"
         "Point --data-root (or $ALCBENCH_DATA) at the folder that holds it."
     )
+
+
+def find_image_dirs(
+    data_root: Path | str | None, candidates: Sequence[str], *, what: str, how_to_get: str
+) -> list[Path]:
+    """Every existing folder ``root / candidate`` over the data roots, in search order.
+
+    Candidates may hold glob patterns (``noisy_pneumonia/nih/images_*/images``): NIH ships its
+    images split over twelve folders.
+
+    Raises:
+        DataNotFoundError: none exists; the message lists every place looked and how to get them.
+    """
+    found: list[Path] = []
+    looked: list[str] = []
+    for root in data_roots(data_root):
+        for rel in candidates:
+            looked.append(str(root / rel))
+            matches = sorted(root.glob(rel)) if any(ch in rel for ch in "*?[") else [root / rel]
+            found += [p for p in matches if p.is_dir() and p not in found]
+    if not found:
+        where = "\n  ".join(looked)
+        raise DataNotFoundError(
+            f"{what} not found. Looked for the folders:\n  {where}\n{how_to_get}\n"
+            "Point --data-root (or $ALCBENCH_DATA) at the folder that holds them."
+        )
+    return found

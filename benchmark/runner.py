@@ -142,7 +142,24 @@ def _task_row(task: CleaningTask) -> dict[str, Any]:
         "noise_rate": task.noise_rate,
         "budget": task.budget,
         "initially_mislabelled": task.initially_mislabelled,
+        # inputs the adapter dropped as unreadable (an explicit dataset option); listed in
+        # skipped_inputs.csv
+        "skipped_inputs": len(task.info.get("skipped_inputs", [])),
     }
+
+
+def write_skipped_inputs(out_dir: Path, tasks: dict[str, CleaningTask]) -> pd.DataFrame:
+    """Writes ``skipped_inputs.csv``: every input a dataset dropped as unreadable, and why."""
+    rows = [
+        {"dataset": name, **{k: str(v) for k, v in entry.items()}}
+        for name, task in sorted(tasks.items())
+        for entry in task.info.get("skipped_inputs", [])
+    ]
+    table = pd.DataFrame(rows, columns=None if rows else ["dataset", "sample_id", "file", "reason"])
+    path = out_dir / "skipped_inputs.csv"
+    if rows or path.exists():
+        write_bytes(path, table.to_csv(index=False).encode())
+    return table
 
 
 def run_cell(
