@@ -424,6 +424,23 @@ def _failures(runs: pd.DataFrame) -> pd.DataFrame:
     return bad.sort_values([*CELL, "seed"], kind="mergesort")
 
 
+def _failure_lines(bad: pd.DataFrame, group_runs: pd.DataFrame) -> list[str]:
+    """One line per reason: the cells it concerns (all of the group's, or the strategies and
+    seeds), its status and the first line of the message."""
+    lines = []
+    bad = bad.assign(line=bad["error"].map(_error_line))
+    for (status, line), g in bad.groupby(["status", "line"], sort=True):
+        if len(g) == len(group_runs) > 1:
+            who = f"all {len(g)} cells"
+        else:
+            who = "; ".join(
+                f"`{strategy}` seed{'s' if len(seeds) > 1 else ''} {', '.join(str(x) for x in seeds['seed'])}"
+                for strategy, seeds in g.groupby("strategy", sort=True)
+            )
+        lines.append(f"{who}: {status} — {line}")
+    return lines
+
+
 def _error_line(error: object) -> str:
     """First line of an error message, shortened; tracebacks stay in the runs table."""
     text = "" if error is None or (isinstance(error, float) and math.isnan(error)) else str(error)
@@ -466,14 +483,7 @@ def _sections(runs: pd.DataFrame, board: pd.DataFrame) -> list[_Section]:
     for dataset, learner in groups:
         rows = board[(board["dataset"] == dataset) & (board["learner"] == learner)]
         bad = failures[(failures["dataset"] == dataset) & (failures["learner"] == learner)]
-        # One line per strategy and reason, naming the seeds it concerns.
-        listed = [
-            f"`{strategy}` seed{'s' if len(g) > 1 else ''} {', '.join(str(x) for x in g['seed'])}: "
-            f"{status} — {line}"
-            for (strategy, status, line), g in bad.assign(line=bad["error"].map(_error_line)).groupby(
-                ["strategy", "status", "line"], sort=True
-            )
-        ]
+        listed = _failure_lines(bad, runs[(runs["dataset"] == dataset) & (runs["learner"] == learner)])
         sections.append(
             _Section(
                 dataset=dataset,
