@@ -99,20 +99,10 @@ def provenance() -> dict[str, str]:
     import cleanlab
     import torch
 
-    commit = "unknown"
-    try:
-        out = subprocess.run(
-            ["git", "describe", "--always", "--dirty", "--abbrev=12"],
-            cwd=registry.PROJECT_ROOT,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        )
-        if out.returncode == 0:
-            commit = out.stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        pass
+    commit = _git("rev-parse", "--short=12", "HEAD") or "unknown"
+    # Only code counts as a local change: results/ is what runs write.
+    if _git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results"):
+        commit += "-dirty"
     return {
         "alcbench_version": benchmark.__version__,
         "commit": commit,
@@ -120,6 +110,17 @@ def provenance() -> dict[str, str]:
         "torch_version": torch.__version__,
         "cleanlab_version": cleanlab.__version__,
     }
+
+
+def _git(*args: str) -> str:
+    """The output of a git command in the project folder, or "" when git cannot tell."""
+    try:
+        out = subprocess.run(
+            ["git", *args], cwd=registry.PROJECT_ROOT, capture_output=True, text=True, timeout=10, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return out.stdout.strip() if out.returncode == 0 else ""
 
 
 def sha256_file(path: Path) -> str:
