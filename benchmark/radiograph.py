@@ -25,7 +25,7 @@ converted to luminance; 16-bit and float images are mapped min..max onto 0..255 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -306,3 +306,26 @@ def load_radiographs(
     else:
         images = np.zeros((0, 0, 0), np.uint8)
     return images, kept, skipped
+
+
+def radiograph_inputs(
+    sample_ids: Sequence[str],
+    read: Callable[[list[str], bool], tuple[np.ndarray, np.ndarray, list[dict[str, str]]]],
+    *,
+    skip_unreadable: bool,
+) -> tuple[np.ndarray, list[dict[str, str]], Callable[[], np.ndarray]]:
+    """What a chest X-ray adapter needs to build its task from the samples' radiographs.
+
+    ``read(ids, skip_unreadable)`` returns (images, kept indices, skipped files), as
+    :func:`load_radiographs` does. Readability is known only by reading, so with
+    ``skip_unreadable`` every image is read now and the task keeps only the readable samples;
+    otherwise nothing is read until a learner asks for the images.
+
+    Returns:
+        (indices of the samples to keep, the skipped files with their reasons, load_images).
+    """
+    ids = list(sample_ids)
+    if skip_unreadable:
+        images, kept, skipped = read(ids, True)
+        return kept, skipped, lambda: images
+    return np.arange(len(ids)), [], lambda: read(ids, False)[0]

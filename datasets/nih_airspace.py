@@ -22,7 +22,7 @@ import numpy as np
 from benchmark import cxr_labels
 from benchmark.dataroot import find_data_file, find_image_dirs
 from benchmark.plugins import Dataset
-from benchmark.radiograph import load_radiographs
+from benchmark.radiograph import load_radiographs, radiograph_inputs
 from benchmark.task import CleaningTask
 
 CLASSES = ("negative", "airspace_opacity")
@@ -79,22 +79,16 @@ class NIHAirspace(Dataset):
             "files": files,
             "skipped_inputs": [],
         }
-        images: np.ndarray | None = None
-        if self.params["skip_unreadable"]:
-            # Readability is known only by reading, so the task is final only after that.
-            images, kept, info["skipped_inputs"] = read_images(
-                table["image_id"].tolist(), data_root, size, True
-            )
-            table = table.iloc[kept].reset_index(drop=True)
+        kept, info["skipped_inputs"], load_images = radiograph_inputs(
+            table["image_id"].tolist(),
+            lambda ids, skip: read_images(ids, data_root, size, skip),
+            skip_unreadable=bool(self.params["skip_unreadable"]),
+        )
+        table = table.iloc[kept].reset_index(drop=True)
         ids = table["image_id"].to_numpy(dtype=str)
         true = table["true_label"].to_numpy(dtype=np.int64)
         noisy = table["noisy_label"].to_numpy(dtype=np.int64)
         info |= cxr_labels.label_summary(true, noisy, CLASSES)
-
-        def load_images() -> np.ndarray:
-            if images is not None:
-                return images
-            return read_images(list(ids), data_root, size, False)[0]
 
         return CleaningTask(
             name=self.spec,

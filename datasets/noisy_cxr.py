@@ -23,7 +23,7 @@ import numpy as np
 from benchmark import cxr_labels
 from benchmark.dataroot import find_data_file, find_image_dirs
 from benchmark.plugins import Dataset
-from benchmark.radiograph import load_radiographs
+from benchmark.radiograph import load_radiographs, radiograph_inputs
 from benchmark.task import CleaningTask
 
 CLASSES = ("negative", "pneumonia")
@@ -98,13 +98,12 @@ class NoisyCXR(Dataset):
             "mapping_entries_without_rsna": int((~mapping["subset_img_id"].isin(rsna["patientId"])).sum()),
             "skipped_inputs": [],
         }
-        images: np.ndarray | None = None
-        if self.params["skip_unreadable"]:
-            # Readability is known only by reading, so the task is final only after that.
-            images, kept, info["skipped_inputs"] = read_images(
-                table["patientId"].tolist(), data_root, size, True
-            )
-            table = table.iloc[kept].reset_index(drop=True)
+        kept, info["skipped_inputs"], load_images = radiograph_inputs(
+            table["patientId"].tolist(),
+            lambda ids, skip: read_images(ids, data_root, size, skip),
+            skip_unreadable=bool(self.params["skip_unreadable"]),
+        )
+        table = table.iloc[kept].reset_index(drop=True)
         ids = table["patientId"].to_numpy(dtype=str)
         true_dist = table[["true_dist_0", "true_dist_1"]].to_numpy(dtype=np.float64)
         noisy = table["noisy_label"].to_numpy(dtype=np.int64)
@@ -114,11 +113,6 @@ class NoisyCXR(Dataset):
         info["nih_category_counts"] = {
             c: int((table["nih_category"] == c).sum()) for c in cxr_labels.NIH_CATEGORIES
         }
-
-        def load_images() -> np.ndarray:
-            if images is not None:
-                return images
-            return read_images(list(ids), data_root, size, False)[0]
 
         return CleaningTask(
             name=self.spec,
