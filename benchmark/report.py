@@ -529,7 +529,7 @@ p.note { max-width: 60em; color: #555; }
 """
 
 
-def _html(sections: list[_Section]) -> str:
+def _html(sections: list[_Section], has_plots: set[str]) -> str:
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en">',
@@ -545,6 +545,12 @@ def _html(sections: list[_Section]) -> str:
             parts.append(s.table.to_html(index=False, border=0, escape=True))
         else:
             parts.append("<p>No successful runs.</p>")
+        if s.file_name in has_plots:
+            parts += [
+                f'<p><img src="plots/{html.escape(s.file_name)}.png" alt="label accuracy against '
+                f'annotations" width="900"><br><img src="plots/{html.escape(s.file_name)}_mislabelled.png" '
+                'alt="mislabelled samples left" width="900"></p>'
+            ]
         if s.failures:
             parts.append("<p>Failed or skipped cells:</p><ul>")
             parts += [f"<li>{html.escape(f.replace('`', ''))}</li>" for f in s.failures]
@@ -819,7 +825,7 @@ def write_report(out_dir: Path, runs: pd.DataFrame, curves: pd.DataFrame) -> lis
 
     for name, text in (
         ("leaderboard.md", _markdown(sections, with_plots)),
-        ("leaderboard.html", _html(sections)),
+        ("leaderboard.html", _html(sections, with_plots)),
     ):
         path = out_dir / name
         write_bytes(path, text.encode("utf-8"))

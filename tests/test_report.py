@@ -14,6 +14,7 @@ them), so means, CIs and ranks can be worked out on paper.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -286,6 +287,9 @@ def test_markdown_has_a_section_per_group_and_lists_failed_and_skipped_cells(
     html = (written[0] / "leaderboard.html").read_text(encoding="utf-8")
     assert "<table" in html and "CUDA out of memory" in html
     assert "<link" not in html and "http" not in html  # self-contained
+    # every plot the page shows exists beside it
+    shown = re.findall(r'<img src="([^"]+)"', html)
+    assert shown and all((written[0] / src).is_file() for src in shown)
 
 
 def test_group_without_successful_runs_still_gets_a_section(tmp_path: Path) -> None:
