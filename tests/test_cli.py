@@ -345,3 +345,14 @@ def test_interrupted_benchmark_keeps_finished_cells_and_resumes(tmp_path, truth_
     assert len(after) == 4
     assert all(after[name] == mtime for name, mtime in done.items())  # reused, not rerun
     assert len(pd.read_parquet(out / "runs.parquet")) == 4
+
+
+def test_result_files_get_ordinary_permissions(tmp_path, truth_posteriors):
+    import os
+
+    out = tmp_path / "res"
+    assert _run(out, truth_posteriors, "random", seeds="0") == 0
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in ["runs.parquet", "runs.csv", "curves.parquet", "leaderboard.md"]:
+        assert (out / name).stat().st_mode & 0o777 == 0o666 & ~umask
