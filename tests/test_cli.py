@@ -356,3 +356,29 @@ def test_result_files_get_ordinary_permissions(tmp_path, truth_posteriors):
     os.umask(umask)
     for name in ["runs.parquet", "runs.csv", "curves.parquet", "leaderboard.md"]:
         assert (out / name).stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_parallel_cells_give_the_same_tables_as_sequential_ones(tmp_path, truth_posteriors):
+    base = [
+        "run",
+        "--dataset",
+        DATASET,
+        "--posteriors",
+        str(truth_posteriors),
+        "--seeds",
+        "0-1",
+        "--no-progress",
+        "--strategy",
+        "random",
+        "--strategy",
+        "oracle",
+        "--strategy",
+        "eq2",
+    ]
+    assert main([*base, "--out", str(tmp_path / "seq"), "--jobs", "1"]) == 0
+    assert main([*base, "--out", str(tmp_path / "par"), "--jobs", "2"]) == 0
+    assert (tmp_path / "seq" / "runs.csv").read_bytes() == (tmp_path / "par" / "runs.csv").read_bytes()
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(tmp_path / "seq" / "curves.parquet"),
+        pd.read_parquet(tmp_path / "par" / "curves.parquet"),
+    )
