@@ -137,6 +137,14 @@ def _common(p: argparse.ArgumentParser, default_out: Path | None) -> None:
         default=DEFAULT_TARGET_ACCURACY,
         help="target label accuracy %% for 'annotations to target' (default 95)",
     )
+    p.add_argument(
+        "--active-every",
+        type=int,
+        default=0,
+        metavar="B",
+        help="also run each model-based strategy actively (paper's Algorithm 1): re-fit the learner "
+        "on the current labels every B annotations and re-rank the rest (default 0: static only)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -208,11 +216,13 @@ def _execute(
         refit=args.refit,
         target=args.target,
         progress=progress,
+        active_every=args.active_every,
     )
     jobs = (os.cpu_count() or 1) if args.jobs == -1 else args.jobs
     rows = runner.execute(plan, args.out, jobs=jobs, resume=args.resume, progress=progress)
     runs, curves = runner.write_tables(args.out, rows, merge=not suite)
     dropped = runner.write_skipped_inputs(args.out, plan.tasks)
+    refit_timings = runner.write_refit_timings(args.out, plan.configs)
     written = write_report(args.out, runs, curves)
     elapsed = time.perf_counter() - started
     ok = int((runs["status"] == "ok").sum())
@@ -233,6 +243,11 @@ def _execute(
             )
             shown = "; ".join(cells[:4]) + (f"; and {len(cells) - 4} more" if len(cells) > 4 else "")
             print(f"  {label} ({len(group)} cells: {shown}):\n    " + str(error).replace("\n", "\n    "))
+    if len(refit_timings):
+        print(
+            f"  {len(refit_timings)} learner re-fits in active runs took "
+            f"{refit_timings['seconds'].sum():.1f} s (listed in {args.out / 'refit_timings.csv'})"
+        )
     if len(dropped):
         print(
             f"  {len(dropped)} unreadable inputs were skipped (listed in {args.out / 'skipped_inputs.csv'}):"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -142,6 +142,11 @@ class Strategy(Plugin):
         """(N,) float scores; higher = relabel sooner. Ties are broken at random by the caller."""
         raise NotImplementedError
 
+    @classmethod
+    def uses_model(cls) -> bool:
+        """Whether re-fitting the learner can change this strategy's ranking (active runs)."""
+        return not cls.reselect and bool(cls.requires & {"posteriors", "stochastic"})
+
 
 @dataclass(frozen=True, eq=False)
 class Posteriors:
@@ -174,6 +179,14 @@ class Learner(Plugin):
 
     def fit_predict(self, task: CleaningTask, *, seed: int, progress: bool = True) -> Posteriors:
         raise NotImplementedError
+
+    def refit(
+        self, task: CleaningTask, labels: np.ndarray, *, seed: int, progress: bool = False
+    ) -> Posteriors:
+        """Posteriors after re-fitting on ``labels`` (N,), the current majority labels: the
+        active loop of the paper's Algorithm 1. This default fits from scratch on the
+        relabelled task; learners that can fine-tune their last weights override it."""
+        return self.fit_predict(replace(task, noisy_labels=labels), seed=seed, progress=progress)
 
 
 def format_spec(name: str, params: dict[str, Any]) -> str:

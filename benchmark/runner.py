@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
@@ -31,7 +32,7 @@ from benchmark.atomic import atomic_path, write_bytes
 from benchmark.cache import load_or_fit
 from benchmark.dataroot import DataNotFoundError
 from benchmark.metrics import DEFAULT_TARGET_ACCURACY, curve_points, run_metrics
-from benchmark.plugins import Posteriors, ScoringContext, Strategy
+from benchmark.plugins import Posteriors, ScoringContext, Strategy, parse_spec
 from benchmark.posteriors import load_posteriors_file
 from benchmark.simulator import initial_counts, simulate
 from benchmark.task import CleaningTask
@@ -53,11 +54,32 @@ class CellConfig:
     seed: int
     target: float = DEFAULT_TARGET_ACCURACY
     posteriors_sha256: str = ""
+    #: > 0: an active run (paper's Algorithm 1), re-fitting the learner every this many annotations
+    active_every: int = 0
 
     @property
     def hash(self) -> str:
-        text = json.dumps(asdict(self), sort_keys=True)
+        fields = asdict(self)
+        if not self.active_every:  # static cells keep the hashes they had before active runs existed
+            del fields["active_every"]
+        text = json.dumps(fields, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    @property
+    def strategy_label(self) -> str:
+        """How tables name the strategy: an active run is told apart from the static one."""
+        if self.active_every:
+            return f"{self.strategy} (active, re-fit every {self.active_every})"
+        return self.strategy
+
+    def row(self) -> dict[str, Any]:
+        """The configuration columns of this cell's run row."""
+        return {
+            "config_hash": self.hash,
+            **asdict(self),
+            "strategy": self.strategy_label,
+            "strategy_spec": self.strategy,
+        }
 
 
 @dataclass(frozen=True)
@@ -149,6 +171,21 @@ def _task_row(task: CleaningTask) -> dict[str, Any]:
     }
 
 
+def write_refit_timings(out_dir: Path, configs: Sequence[CellConfig]) -> pd.DataFrame:
+    """Writes ``refit_timings.csv``: when each active run re-fitted its learner and the seconds
+    it took (wall clock, so kept apart from the result tables)."""
+    rows = []
+    for config in configs:
+        path = out_dir / CELLS / f"{config.hash}.refits.json"
+        if config.active_every and path.is_file():
+            for i, entry in enumerate(json.loads(path.read_text())):
+                rows.append({**config.row(), "refit": i, **entry})
+    table = pd.DataFrame(rows)
+    if rows:
+        write_bytes(out_dir / "refit_timings.csv", table.to_csv(index=False).encode())
+    return table
+
+
 def write_skipped_inputs(out_dir: Path, tasks: dict[str, CleaningTask]) -> pd.DataFrame:
     """Writes ``skipped_inputs.csv``: every input a dataset dropped as unreadable, and why."""
     rows = [
@@ -168,12 +205,7 @@ def run_cell(
 ) -> dict[str, Any]:
     """Simulates one cell, writes its files and returns its run row. Never raises for a
     problem of the strategy: the row then has status "failed" and the error message."""
-    row: dict[str, Any] = {
-        "config_hash": config.hash,
-        **asdict(config),
-        **_task_row(task),
-        "posteriors_id": posteriors_id,
-    }
+    row: dict[str, Any] = {**config.row(), **_task_row(task), "posteriors_id": posteriors_id}
     curve: pd.DataFrame | None = None
     try:
         strategy: Strategy = registry.create("strategy", config.strategy)
@@ -195,8 +227,15 @@ def run_cell(
                 true_dist=task.true_dist if "truth" in strategy.requires else None,
                 seed=config.seed,
             )
-            traj = simulate(task, strategy, ctx, seed=config.seed)
+            refit, timings = _refit_for(config, task) if config.active_every else (None, [])
+            traj = simulate(
+                task, strategy, ctx, seed=config.seed, refit=refit, refit_every=config.active_every
+            )
             row.update(status="ok", error="", **run_metrics(task, traj, target=config.target))
+            row.update(n_refits=int(traj.refits.size), refit_at=json.dumps(traj.refits.tolist()))
+            if timings:
+                # wall-clock cost of the re-fits, apart from the result tables (which stay identical)
+                write_bytes(out_dir / CELLS / f"{config.hash}.refits.json", json.dumps(timings).encode())
             x, y = curve_points(traj)
             curve = pd.DataFrame(
                 {
@@ -222,6 +261,25 @@ def run_cell(
         cells / f"{config.hash}.json", json.dumps(row, sort_keys=True, default=_json_default).encode()
     )
     return row
+
+
+def _refit_for(config: CellConfig, task: CleaningTask) -> tuple[Any, list[dict[str, float]]]:
+    """The active loop's re-fit for a cell, and the list it records each re-fit's cost in."""
+    if config.learner.startswith("file:"):
+        raise ValueError("an active run re-fits a learner; posteriors from a file cannot be re-fitted")
+    learner = registry.create("learner", config.learner)
+    timings: list[dict[str, float]] = []
+
+    def refit(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        started = time.perf_counter()
+        post = learner.refit(task, np.argmax(counts, axis=1), seed=config.seed, progress=False)
+        timings.append(
+            {"annotations": float(counts.sum() - task.n_samples), "seconds": time.perf_counter() - started}
+        )
+        stochastic = None if post.stochastic is None else post.stochastic.astype(np.float64)
+        return post.probs.astype(np.float64), stochastic
+
+    return refit, timings
 
 
 def _json_default(value: Any) -> Any:
@@ -267,11 +325,14 @@ def prepare(
     refit: bool = False,
     target: float = DEFAULT_TARGET_ACCURACY,
     progress: bool = True,
+    active_every: int = 0,
 ) -> Plan:
     """Loads the tasks and computes (or loads) every posterior the cells need.
 
     ``grid`` pairs each dataset spec with the posterior sources it is run with; every pair
-    is crossed with every strategy and seed.
+    is crossed with every strategy and seed. With ``active_every``, each strategy that reads
+    the model's posteriors also gets an active cell that re-fits the learner every that many
+    annotations.
 
     A dataset or learner that cannot provide its inputs makes its cells "skipped" (data files
     absent, with the message saying where they were looked for) or "failed" (anything else);
@@ -289,6 +350,11 @@ def prepare(
             for seed in seeds:
                 key = (dataset_spec, label, seed)
                 plan.configs += [CellConfig(dataset_spec, label, s, seed, target, sha) for s in strategies]
+                plan.configs += [
+                    CellConfig(dataset_spec, label, s, seed, target, sha, active_every)
+                    for s in strategies
+                    if active_every and registry.get("strategy", parse_spec(s)[0]).uses_model()
+                ]
                 problem = task_problem or source_problem
                 if problem is None:
                     assert task is not None
@@ -377,7 +443,14 @@ def execute(
         # Tasks travel to worker processes without their image loader (a closure).
         light = {k: replace(t, load_images=None) for k, t in plan.tasks.items()}
         calls = (
-            delayed(run_cell)(c, light[c.dataset], plan.posteriors[key], out_dir, plan.posterior_ids[key])
+            delayed(run_cell)(
+                c,
+                # an active cell re-fits its learner, which reads the images
+                plan.tasks[c.dataset] if c.active_every else light[c.dataset],
+                plan.posteriors[key],
+                out_dir,
+                plan.posterior_ids[key],
+            )
             for c in todo
             for key in [(c.dataset, c.learner, c.seed)]
         )
@@ -394,7 +467,7 @@ def execute(
 def _unavailable_row(
     config: CellConfig, plan: Plan, status: str, reason: str, out_dir: Path
 ) -> dict[str, Any]:
-    row: dict[str, Any] = {"config_hash": config.hash, **asdict(config), "status": status, "error": reason}
+    row: dict[str, Any] = {**config.row(), "status": status, "error": reason}
     task = plan.tasks.get(config.dataset)
     if task is not None:
         row.update(_task_row(task))

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -43,6 +44,7 @@ class Trajectory:
         initial_accuracy, initial_clear, initial_ambiguous: the same before any selection.
         budget: the annotations the run was allowed to start spending.
         final_counts: (N, C) the label counts at the end.
+        refits: annotations spent when the learner was re-fitted (active runs; empty if static).
     """
 
     selected: np.ndarray
@@ -56,6 +58,7 @@ class Trajectory:
     initial_ambiguous: int
     budget: int
     final_counts: np.ndarray
+    refits: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     @property
     def total_spent(self) -> int:
@@ -100,6 +103,8 @@ def simulate(
     seed: int,
     budget: int | None = None,
     max_draws: int | None = None,
+    refit: Refit | None = None,
+    refit_every: int | None = None,
 ) -> Trajectory:
     """Runs one relabelling simulation.
 
@@ -110,12 +115,26 @@ def simulate(
         seed: seeds the expert's draws and the tie-breaking permutation.
         budget: annotations to spend; defaults to ``task.budget``.
         max_draws: optional cap on the draws of one selection.
+        refit: the active loop of the paper's Algorithm 1: called with the current label
+            counts (N, C) once at least ``refit_every`` more annotations have been spent, it
+            returns new (posteriors, stochastic posteriors or None), and the samples not yet
+            selected are re-scored and re-ranked. Ignored for strategies that read no
+            posteriors (random, the oracle): their runs are static.
     """
     budget = task.budget if budget is None else int(budget)
     counts = ctx.label_counts.astype(np.int64, copy=True)
     truth = task.true_labels
-    ambiguous = task.ambiguous
     correct0 = np.argmax(counts, axis=1) == truth
+    refits = np.zeros(0, dtype=np.int64)
+    if refit is not None and strategy.uses_model():
+        if refit_every is None or refit_every < 1:
+            raise ValueError(f"refit_every must be a positive number of annotations, got {refit_every}")
+        selected, draws_arr, correct_after, refits = _active_loop(
+            task, strategy, ctx, counts, seed, budget, max_draws, refit, refit_every
+        )
+        return _trajectory(
+            task, strategy, selected, draws_arr, correct_after, correct0, budget, counts, refits
+        )
     scores = checked_scores(strategy, ctx)
     order = ranking(scores, seed)
 
@@ -137,6 +156,22 @@ def simulate(
         counts[selected] = after[:n_sel]
         correct_after = np.argmax(after[:n_sel], axis=1) == truth[selected]
 
+    return _trajectory(task, strategy, selected, draws_arr, correct_after, correct0, budget, counts, refits)
+
+
+def _trajectory(
+    task: CleaningTask,
+    strategy: Strategy,
+    selected: np.ndarray,
+    draws_arr: np.ndarray,
+    correct_after: np.ndarray,
+    correct0: np.ndarray,
+    budget: int,
+    counts: np.ndarray,
+    refits: np.ndarray,
+) -> Trajectory:
+    """The per-step record of a run from its selections and their outcomes."""
+    ambiguous = task.ambiguous
     gain = correct_after.astype(np.int64) - _correct_before(
         selected, correct0, correct_after, strategy.reselect
     )
@@ -156,6 +191,72 @@ def simulate(
         initial_ambiguous=wrong0_amb,
         budget=budget,
         final_counts=counts,
+        refits=refits,
+    )
+
+
+#: The active loop's re-fit: current label counts (N, C) -> (posteriors, stochastic or None).
+Refit = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray | None]]
+
+
+def _active_loop(
+    task: CleaningTask,
+    strategy: Strategy,
+    ctx: ScoringContext,
+    counts: np.ndarray,
+    seed: int,
+    budget: int,
+    max_draws: int | None,
+    refit: Refit,
+    every: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Algorithm 1: static segments between re-fits.
+
+    Each segment ranks the samples not yet selected by their current scores and takes them in
+    that order, as a static run does, until the annotations spent reach the next multiple of
+    ``every`` (or the budget); then the learner is re-fitted on the current labels and the rest
+    is re-scored. The expert's answers are keyed by sample, so a sample is answered the same
+    whichever segment selects it. Updates ``counts`` in place.
+    """
+    truth = task.true_labels
+    available = np.ones(task.n_samples, dtype=bool)
+    selected: list[np.ndarray] = []
+    draws_list: list[np.ndarray] = []
+    correct: list[np.ndarray] = []
+    refits: list[int] = []
+    spent, milestone = 0, every
+    while spent <= budget and available.any():
+        order = ranking(checked_scores(strategy, ctx), seed)
+        head = order[available[order]][: budget - spent + 1]
+        after, draws = annotate(
+            counts[head],
+            cumulative(task.true_dist[head]),
+            head,
+            np.zeros(head.size, np.int64),
+            seed,
+            max_draws,
+        )
+        total = spent + np.cumsum(draws)
+        within_budget = int(np.searchsorted(total - draws, budget, side="right"))
+        to_milestone = int(np.searchsorted(total, milestone, side="left")) + 1
+        n = min(within_budget, to_milestone, head.size)
+        taken = head[:n]
+        counts[taken] = after[:n]
+        available[taken] = False
+        selected.append(taken)
+        draws_list.append(draws[:n])
+        correct.append(np.argmax(after[:n], axis=1) == truth[taken])
+        spent = int(total[n - 1])
+        if spent >= milestone and spent <= budget and available.any():
+            posteriors, stochastic = refit(counts.copy())
+            ctx = replace(ctx, label_counts=counts.copy(), posteriors=posteriors, stochastic=stochastic)
+            refits.append(spent)
+            milestone += every * ((spent - milestone) // every + 1)
+    return (
+        np.concatenate(selected),
+        np.concatenate(draws_list),
+        np.concatenate(correct),
+        np.array(refits, dtype=np.int64),
     )
 
 

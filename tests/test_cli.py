@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import textwrap
 from pathlib import Path
 
@@ -382,3 +383,57 @@ def test_parallel_cells_give_the_same_tables_as_sequential_ones(tmp_path, truth_
         pd.read_parquet(tmp_path / "seq" / "curves.parquet"),
         pd.read_parquet(tmp_path / "par" / "curves.parquet"),
     )
+
+
+def test_active_runs_sit_beside_static_ones_and_record_their_refits(tmp_path, plugin_root, capsys):
+    """Algorithm 1 through the CLI: a learner whose re-fit sees the current labels."""
+    (plugin_root / "learners").mkdir()
+    (plugin_root / "learners" / "noisy_truth.py").write_text(
+        textwrap.dedent('''
+        import numpy as np
+        from benchmark.plugins import Learner, Posteriors
+
+        class NoisyTruth(Learner):
+            """Posteriors that blend the truth with the class frequencies of the training labels."""
+            name = "noisy_truth"
+            description = "Half the true distribution, half the label frequencies it is fitted on."
+            needs_images = False
+            cache = False
+
+            def fit_predict(self, task, *, seed, progress=True):
+                prior = np.bincount(task.noisy_labels, minlength=task.n_classes) / task.n_samples
+                return Posteriors(probs=(0.5 * task.true_dist + 0.5 * prior).astype(np.float32))
+    ''')
+    )
+    out = tmp_path / "res"
+    args = [
+        "suite",
+        "--out",
+        str(out),
+        "--datasets",
+        DATASET,
+        "--learners",
+        "noisy_truth",
+        "--strategies",
+        "random",
+        "loss",
+        "--seeds",
+        "0-1",
+        "--active-every",
+        "1000",
+        "--no-progress",
+    ]
+    assert main(args) == 0
+    runs = pd.read_parquet(out / "runs.parquet").set_index(["strategy", "seed"])
+    active = "loss (active, re-fit every 1000)"
+    # random reads no posteriors: it gets no active twin
+    assert set(runs.index.get_level_values(0)) == {"random", "loss", active}
+    assert runs.loc[(active, 0), "n_refits"] == 3 and runs.loc[("loss", 0), "n_refits"] == 0
+    assert json.loads(runs.loc[(active, 0), "refit_at"])[0] >= 1000
+    # re-fitting on the corrected labels changes the ranking, so the runs differ
+    assert runs.loc[(active, 0), "auc"] != runs.loc[("loss", 0), "auc"]
+    timings = pd.read_csv(out / "refit_timings.csv")
+    assert len(timings) == 6 and (timings["seconds"] >= 0).all()
+    board = pd.read_csv(out / "leaderboard.csv")
+    assert active in set(board["strategy"])
+    assert "learner re-fits in active runs" in capsys.readouterr().out
