@@ -39,6 +39,7 @@ type: venv
 
 perf: venv
 	$(BIN)/python -m benchmark.perf --out $(OUT)/perf
+	$(BIN)/python -m benchmark.perf_learners --out $(OUT)/perf
 
 report: venv
 	$(BIN)/alcbench report $(OUT)
