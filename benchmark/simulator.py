@@ -227,7 +227,8 @@ def _active_loop(
     spent, milestone = 0, every
     while spent <= budget and available.any():
         order = ranking(checked_scores(strategy, ctx), seed)
-        head = order[available[order]][: budget - spent + 1]
+        # every selection costs a draw, so a segment ends within this many selections
+        head = order[available[order]][: min(budget, milestone) - spent + 1]
         after, draws = annotate(
             counts[head],
             cumulative(task.true_dist[head]),
