@@ -36,9 +36,10 @@ import platform
 import sys
 import time
 import tracemalloc
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -576,12 +577,12 @@ def _fmt_seconds(s: float) -> str:
     return f"{s:.4f}" if s < 1 else f"{s:.2f}"
 
 
-def write_csv(path: Path, measurements: Sequence[Measurement]) -> None:
+def write_csv(path: Path, columns: Sequence[str], rows: Iterable[dict[str, Any]]) -> None:
+    """A CSV with ``columns`` and one line per row (the perf modules' result tables)."""
     with path.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(CSV_COLUMNS))
+        writer = csv.DictWriter(fh, fieldnames=list(columns))
         writer.writeheader()
-        for m in measurements:
-            writer.writerow(m.row())
+        writer.writerows(rows)
 
 
 # --------------------------------------------------------------------------------------------
@@ -657,7 +658,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     command = "python -m benchmark.perf " + " ".join(sys.argv[1:] if argv is None else list(argv))
     markdown = render_markdown(measurements, sanity, machine_info(), command=command.strip())
-    write_csv(args.out / "simulator.csv", measurements)
+    write_csv(args.out / "simulator.csv", CSV_COLUMNS, (m.row() for m in measurements))
     (args.out / "simulator.md").write_text(markdown)
     print(markdown)
     return 0 if all(s.compatible for s in sanity) else 1

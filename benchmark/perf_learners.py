@@ -35,7 +35,6 @@ measured rate extrapolated, not a measured fit.
 from __future__ import annotations
 
 import argparse
-import csv
 import math
 import os
 import platform
@@ -52,7 +51,7 @@ from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from benchmark.learners import resnet50 as rn
 from benchmark.learners import smallcnn as sc
-from benchmark.perf import machine_info
+from benchmark.perf import machine_info, write_csv
 
 LEARNERS = ("smallcnn", "resnet50")
 PHASES = ("train", "inference")
@@ -255,14 +254,30 @@ def bench_smallcnn(
             raise RuntimeError(f"smallcnn took {clock.steps} steps, expected {1 + train_batches}")
         sc.predict(model, x[:chunk], config, seed=seed)  # warm-up
         seconds = _timed(device, sc.predict, model, x[:n_inference], config, seed=seed)
+    return _train_and_inference(
+        common, config.batch_size, train_batches, clock.seconds, chunk, n_inference, seconds, threads
+    )
+
+
+def _train_and_inference(
+    common: dict[str, Any],
+    train_batch: int,
+    train_batches: int,
+    train_seconds: float,
+    chunk: int,
+    n_inference: int,
+    inference_seconds: float,
+    threads: int | None,
+) -> list[Measurement]:
+    """The two rows of a learner: timed training steps, and prediction in chunks."""
     return [
         Measurement(
             **common,
-            batch_size=config.batch_size,
+            batch_size=train_batch,
             phase="train",
-            images_timed=train_batches * config.batch_size,
+            images_timed=train_batches * train_batch,
             batches_timed=train_batches,
-            seconds=clock.seconds,
+            seconds=train_seconds,
             threads=threads,
         ),
         Measurement(
@@ -271,7 +286,7 @@ def bench_smallcnn(
             phase="inference",
             images_timed=n_inference,
             batches_timed=math.ceil(n_inference / chunk),
-            seconds=seconds,
+            seconds=inference_seconds,
             threads=threads,
         ),
     ]
@@ -315,26 +330,9 @@ def bench_resnet50(
             raise RuntimeError(f"resnet50 took {clock.steps} steps, expected {1 + train_batches}")
         rn.predict(model, x, np.arange(chunk), config, norm=norm, seed=seed)  # warm-up
         seconds = _timed(device, rn.predict, model, x, np.arange(n_inference), config, norm=norm, seed=seed)
-    return [
-        Measurement(
-            **common,
-            batch_size=config.batch_size,
-            phase="train",
-            images_timed=train_batches * config.batch_size,
-            batches_timed=train_batches,
-            seconds=clock.seconds,
-            threads=threads,
-        ),
-        Measurement(
-            **common,
-            batch_size=chunk,
-            phase="inference",
-            images_timed=n_inference,
-            batches_timed=inference_batches,
-            seconds=seconds,
-            threads=threads,
-        ),
-    ]
+    return _train_and_inference(
+        common, config.batch_size, train_batches, clock.seconds, chunk, n_inference, seconds, threads
+    )
 
 
 BENCHES = {"smallcnn": bench_smallcnn, "resnet50": bench_resnet50}
@@ -491,14 +489,6 @@ def render_markdown(
     return "\n".join(lines) + "\n"
 
 
-def write_csv(path: Path, measurements: Sequence[Measurement]) -> None:
-    with path.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(CSV_COLUMNS))
-        writer.writeheader()
-        for m in measurements:
-            writer.writerow(m.row())
-
-
 # --------------------------------------------------------------------------------------------
 # CLI
 # --------------------------------------------------------------------------------------------
@@ -559,7 +549,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     command = "python -m benchmark.perf_learners " + " ".join(sys.argv[1:] if argv is None else list(argv))
     markdown = render_markdown(measurements, info, command=command.strip(), quick=args.quick)
-    write_csv(args.out / "learners.csv", measurements)
+    write_csv(args.out / "learners.csv", CSV_COLUMNS, (m.row() for m in measurements))
     (args.out / "learners.md").write_text(markdown)
     print(markdown)
     return 0
