@@ -38,8 +38,8 @@ type: venv
 	$(BIN)/mypy
 
 perf: venv
-	$(BIN)/python -m benchmark.perf --out $(OUT)/perf
-	$(BIN)/python -m benchmark.perf_learners --out $(OUT)/perf
+	$(BIN)/python -m benchmark.perf.simulator --out $(OUT)/perf
+	$(BIN)/python -m benchmark.perf.learners --out $(OUT)/perf
 
 report: venv
 	$(BIN)/alcbench report $(OUT)

@@ -161,6 +161,8 @@ def cmd_list(args: argparse.Namespace) -> int:
             params = _grid_text(info.cls) if info.cls is not None else ""
             print(f"  {info.name:<{width}}  {info.description}{mark}")
             print(f"  {'':<{width}}    from {info.origin}{params}")
+            for hidden in info.shadows:
+                print(f"  {'':<{width}}    name also used by {hidden} (not loaded: the first one found wins)")
         if not infos:
             print("  (none)")
     return 0
@@ -191,10 +193,11 @@ def _execute(
     suite: bool,
     preload_failures: Sequence[str] = (),
 ) -> int:
-    from benchmark import runner
+    from benchmark import results, runner
+    from benchmark.config import parse_seeds
     from benchmark.report import write_report
 
-    seeds = runner.parse_seeds(args.seeds)
+    seeds = parse_seeds(args.seeds)
     # Unknown names and bad parameters fail here, before any work.
     for kind, specs in (
         ("dataset", [dataset for dataset, _ in grid]),
@@ -220,9 +223,9 @@ def _execute(
     )
     jobs = (os.cpu_count() or 1) if args.jobs == -1 else args.jobs
     rows = runner.execute(plan, args.out, jobs=jobs, resume=args.resume, progress=progress)
-    runs, curves = runner.write_tables(args.out, rows, merge=not suite)
-    dropped = runner.write_skipped_inputs(args.out, plan.tasks)
-    refit_timings = runner.write_refit_timings(args.out, plan.configs)
+    runs, curves = results.write_tables(args.out, rows, merge=not suite)
+    dropped = results.write_skipped_inputs(args.out, plan.tasks)
+    refit_timings = results.write_refit_timings(args.out, plan.configs)
     written = write_report(args.out, runs, curves)
     elapsed = time.perf_counter() - started
     ok = int((runs["status"] == "ok").sum())
@@ -260,7 +263,7 @@ def _execute(
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from benchmark.runner import Source
+    from benchmark.config import Source
 
     for spec in args.strategy:
         registry.create("strategy", spec)
@@ -277,7 +280,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_suite(args: argparse.Namespace) -> int:
-    from benchmark.runner import Source
+    from benchmark.config import Source
     from benchmark.suite import expand, learners_for
 
     datasets, failed_d = expand("dataset", tuple(args.datasets) if args.datasets else None)
@@ -293,7 +296,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     import numpy as np
 
     from benchmark.cache import load_or_fit
-    from benchmark.runner import parse_seeds
+    from benchmark.config import parse_seeds
 
     task = registry.create("dataset", args.dataset).load(args.data_root)
     learner = registry.create("learner", args.learner)
@@ -312,7 +315,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from benchmark.report import load_tables, write_report
+    from benchmark.report import write_report
+    from benchmark.results import load_tables
 
     runs, curves = load_tables(args.dir)
     for path in write_report(args.dir, runs, curves):

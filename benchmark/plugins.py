@@ -123,15 +123,28 @@ class ScoringContext:
 class Strategy(Plugin):
     """Scores samples for relabelling: higher = relabel sooner.
 
-    ``requires`` names what ``score`` reads besides the label counts: ``"posteriors"``,
-    ``"stochastic"`` or ``"truth"``. A strategy whose score of a sample depends only on that
-    sample's own row (every strategy here) is *static*: the simulator scores it once and sorts
-    once. ``reselect`` strategies may return to a sample whose majority is still wrong after
-    its annotation; the simulator re-scores that one row and keeps it in a priority queue.
+    The contract with the simulator, declared by class attributes:
+
+    - ``requires`` names what ``score`` reads besides the label counts: ``"posteriors"``,
+      ``"stochastic"`` or ``"truth"``. The engine checks it before scoring: a run that lacks
+      one is skipped with the reason, so ``score`` may rely on those fields being set.
+    - ``row_local`` (True by default): the score of a sample depends only on that sample's own
+      row of the context (its label counts, posteriors, ...), never on other samples'. The
+      simulator then scores once and sorts once. A strategy that normalises over the whole
+      dataset must set it False; it is then simulated by the per-step reference loop
+      (:mod:`benchmark.reference`), which re-scores every sample at every selection:
+      correct, and slower.
+    - ``reselect``: the strategy may return to a sample whose majority is still wrong after
+      its annotation (the oracle); the simulator re-scores that one row and keeps it in a
+      priority queue.
+
+    ``score`` must return one finite number per sample; anything else fails the run with a
+    message naming the strategy.
     """
 
     kind = "strategy"
     requires: ClassVar[frozenset[str]] = frozenset({"posteriors"})
+    row_local: ClassVar[bool] = True
     reselect: ClassVar[bool] = False
     #: True when a sample's score depends on its label counts only through its current
     #: majority (the oracle): the simulator then tabulates every sample's score under every

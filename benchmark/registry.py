@@ -1,29 +1,41 @@
-"""Finds plugins: files in plugin folders, entry points, and the engine's built-in learners.
+"""Finds plugins: files in plugin folders, and entry points.
 
-Plugin folders are loaded by file path (``<root>/datasets/*.py``, ``<root>/strategies/*.py``,
-``<root>/learners/*.py``), never imported as top-level packages. The roots are this project's
-folder, then every folder listed in ``ALCBENCH_PLUGIN_PATH`` (os.pathsep-separated). Third-party
-packages add plugins through the entry-point groups ``alcbench.datasets``,
+A *plugin root* is a folder that may hold ``datasets/``, ``strategies/`` and ``learners/``.
+The roots are this project's folder (datasets and strategies), the engine package itself (its
+built-in ``learners/``), then every folder listed in ``ALCBENCH_PLUGIN_PATH``
+(os.pathsep-separated). Every ``*.py`` file of a plugin folder whose name does not start with
+``_`` is a plugin file; files starting with ``_`` are private helpers its plugins may import
+relatively (``from ._radiographs import read_radiograph``).
+
+Plugin folders are not importable top-level packages (a package called ``datasets`` would
+shadow Hugging Face's): each is loaded by path as a private package,
+``benchmark._plugins.r<hash of the root>.<folder>`` (the engine's own learners keep their
+real name, ``benchmark.learners``). Those names import in any process, so plugin classes and
+instances pickle into worker processes.
+
+Third-party packages add plugins through the entry-point groups ``alcbench.datasets``,
 ``alcbench.strategies`` and ``alcbench.learners``. A plugin that fails to import is recorded
-with its error and shown by ``alcbench list``; it never stops the others from loading.
+with its error and shown by ``alcbench list``; it never stops the others from loading. When two
+plugins share a name, the first found wins (roots in order, then entry points) and the clash is
+recorded on it (``PluginInfo.shadows``).
 """
 
 from __future__ import annotations
 
 import difflib
 import fnmatch
-import hashlib
+import importlib
 import importlib.util
 import inspect
-import os
 import sys
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from functools import cache
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
+from benchmark import _plugins
 from benchmark.plugins import Dataset, Learner, Plugin, Strategy, parse_spec
 
 KINDS: dict[str, type[Plugin]] = {"dataset": Dataset, "strategy": Strategy, "learner": Learner}
@@ -33,7 +45,9 @@ ENTRY_POINT_GROUPS = {
     "strategy": "alcbench.strategies",
     "learner": "alcbench.learners",
 }
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+#: The engine package's folder: a plugin root for the built-in learners.
+ENGINE_ROOT = Path(__file__).resolve().parent
+PROJECT_ROOT = ENGINE_ROOT.parent
 
 
 class UnknownPluginError(LookupError):
@@ -51,6 +65,8 @@ class PluginInfo:
     origin: str
     cls: type[Plugin] | None = None
     error: str | None = None
+    #: Origins of other plugins with the same name, hidden by this one.
+    shadows: tuple[str, ...] = field(default=())
 
     @property
     def description(self) -> str:
@@ -64,11 +80,7 @@ class PluginInfo:
 
 
 def plugin_roots() -> tuple[Path, ...]:
-    roots = [PROJECT_ROOT]
-    for entry in os.environ.get("ALCBENCH_PLUGIN_PATH", "").split(os.pathsep):
-        if entry and Path(entry).resolve() not in roots:
-            roots.append(Path(entry).resolve())
-    return tuple(roots)
+    return _plugins.plugin_roots()
 
 
 def discover(kind: str) -> dict[str, PluginInfo]:
@@ -81,44 +93,56 @@ def discover(kind: str) -> dict[str, PluginInfo]:
 @cache
 def _discover(kind: str, roots: tuple[Path, ...]) -> dict[str, PluginInfo]:
     found: dict[str, PluginInfo] = {}
-    if kind == "learner":
-        from benchmark.learners import BUILTIN_LEARNERS
 
-        for cls in BUILTIN_LEARNERS:
-            found[cls.name] = PluginInfo(kind, cls.name, f"builtin: {cls.__module__}", cls)
+    def add(info: PluginInfo) -> None:
+        first = found.get(info.name)
+        if first is None:
+            found[info.name] = info
+        else:
+            found[info.name] = replace(first, shadows=(*first.shadows, info.origin))
+
     for root in roots:
         folder = root / FOLDERS[kind]
         for path in sorted(folder.glob("*.py")) if folder.is_dir() else []:
             if path.name.startswith("_"):
                 continue
-            for info in _load_file(kind, path):
-                found.setdefault(info.name, info)
+            for info in _load_file(kind, root, path):
+                add(info)
     for ep in entry_points(group=ENTRY_POINT_GROUPS[kind]):
         origin = f"entry point {ep.value} ({ep.dist.name if ep.dist else 'unknown package'})"
         try:
             obj = ep.load()
         except Exception as exc:  # a broken third-party plugin must not stop the others
-            found.setdefault(ep.name, PluginInfo(kind, ep.name, origin, error=_describe(exc)))
+            add(PluginInfo(kind, ep.name, origin, error=_describe(exc)))
             continue
         if not (inspect.isclass(obj) and issubclass(obj, KINDS[kind])):
             error = f"{ep.value} is not a {KINDS[kind].__name__} subclass"
-            found.setdefault(ep.name, PluginInfo(kind, ep.name, origin, error=error))
+            add(PluginInfo(kind, ep.name, origin, error=error))
             continue
-        found.setdefault(obj.name, PluginInfo(kind, obj.name, origin, obj))
+        add(PluginInfo(kind, obj.name, origin, obj))
     return dict(sorted(found.items()))
 
 
-def _load_file(kind: str, path: Path) -> list[PluginInfo]:
-    digest = hashlib.sha1(str(path).encode()).hexdigest()[:8]
-    module_name = f"alcbench_plugins.{FOLDERS[kind]}.{path.stem}_{digest}"
+def _load_file(kind: str, root: Path, path: Path) -> list[PluginInfo]:
+    folder = FOLDERS[kind]
     try:
-        spec = importlib.util.spec_from_file_location(module_name, path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[module_name] = module
-        spec.loader.exec_module(module)
+        package = _plugins.folder_package(root, folder)
+        module_name = f"{package}.{path.stem}"
+        if root == ENGINE_ROOT:
+            # The engine's own learners are imported under their real names, once.
+            module = importlib.import_module(module_name)
+        else:
+            # Executed afresh on every discovery, so that an edited file is seen after refresh().
+            spec = importlib.util.spec_from_file_location(module_name, path)
+            assert spec is not None and spec.loader is not None
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[module_name] = module
+            try:
+                spec.loader.exec_module(module)
+            except BaseException:
+                sys.modules.pop(module_name, None)
+                raise
     except Exception as exc:
-        sys.modules.pop(module_name, None)
         return [PluginInfo(kind, path.stem, str(path), error=_describe(exc))]
     base = KINDS[kind]
     classes = [
@@ -126,7 +150,7 @@ def _load_file(kind: str, path: Path) -> list[PluginInfo]:
         for obj in vars(module).values()
         if inspect.isclass(obj)
         and issubclass(obj, base)
-        and obj.__module__ == module_name
+        and obj.__module__ == module.__name__
         and isinstance(getattr(obj, "name", None), str)
     ]
     if not classes:

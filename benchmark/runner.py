@@ -11,13 +11,10 @@ on-disk cache.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import subprocess
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, replace
-from functools import lru_cache
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,240 +23,67 @@ import pandas as pd
 from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
-import benchmark
-from benchmark import registry, report
-from benchmark.atomic import atomic_path, write_bytes
+from benchmark import registry
 from benchmark.cache import load_or_fit
+from benchmark.config import CellConfig, Source, sha256_file
 from benchmark.dataroot import DataNotFoundError
 from benchmark.metrics import DEFAULT_TARGET_ACCURACY, curve_points, run_metrics
 from benchmark.plugins import Posteriors, ScoringContext, Strategy, parse_spec
 from benchmark.posteriors import load_posteriors_file
+from benchmark.results import finished_row, provenance, task_columns, write_cell
 from benchmark.simulator import initial_counts, simulate
 from benchmark.task import CleaningTask
-
-CELLS = "cells"
-
-
-@dataclass(frozen=True)
-class CellConfig:
-    """Everything that determines one run's result.
-
-    ``learner`` is a learner spec, or ``file:<name>`` when posteriors come from a file, in
-    which case ``posteriors_sha256`` identifies the file's content.
-    """
-
-    dataset: str
-    learner: str
-    strategy: str
-    seed: int
-    target: float = DEFAULT_TARGET_ACCURACY
-    posteriors_sha256: str = ""
-    #: > 0: an active run (paper's Algorithm 1), re-fitting the learner every this many annotations
-    active_every: int = 0
-
-    @property
-    def hash(self) -> str:
-        fields = asdict(self)
-        if not self.active_every:  # static cells keep the hashes they had before active runs existed
-            del fields["active_every"]
-        text = json.dumps(fields, sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-    @property
-    def strategy_label(self) -> str:
-        """How tables name the strategy: an active run is told apart from the static one."""
-        if self.active_every:
-            return f"{self.strategy} (active, re-fit every {self.active_every})"
-        return self.strategy
-
-    def row(self) -> dict[str, Any]:
-        """The configuration columns of this cell's run row."""
-        return {
-            "config_hash": self.hash,
-            **asdict(self),
-            "strategy": self.strategy_label,
-            "strategy_spec": self.strategy,
-        }
-
-
-@dataclass(frozen=True)
-class Source:
-    """Where a cell's posteriors come from: a learner fitted (or cached), or a file."""
-
-    learner: str | None = None
-    file: Path | None = None
-
-    @property
-    def label(self) -> str:
-        if self.file is not None:
-            return f"file:{self.file.name}"
-        assert self.learner is not None
-        return self.learner
-
-
-def parse_seeds(text: str) -> list[int]:
-    """``"0-4"`` -> [0, 1, 2, 3, 4]; ``"0,3,7"`` -> [0, 3, 7]; ranges and lists combine."""
-    seeds: list[int] = []
-    try:
-        for part in filter(None, (p.strip() for p in text.split(","))):
-            lo, sep, hi = part.partition("-")
-            first, last = int(lo), int(hi if sep else lo)
-            if first < 0 or last < first:
-                raise ValueError(part)
-            seeds.extend(range(first, last + 1))
-    except ValueError as exc:
-        raise ValueError(f"cannot read seeds {text!r}: expected e.g. 0-4 or 0,1,2") from exc
-    if not seeds:
-        raise ValueError(f"no seeds in {text!r}")
-    return sorted(set(seeds))
-
-
-@lru_cache(maxsize=1)
-def provenance() -> dict[str, str]:
-    """Code and package versions recorded with every run (no timestamps: tables stay identical
-    across reruns of the same code)."""
-    import cleanlab
-    import torch
-
-    commit = _git("rev-parse", "--short=12", "HEAD") or "unknown"
-    # Only code counts as a local change: results/ is what runs write.
-    if _git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results"):
-        commit += "-dirty"
-    return {
-        "alcbench_version": benchmark.__version__,
-        "commit": commit,
-        "numpy_version": np.__version__,
-        "torch_version": torch.__version__,
-        "cleanlab_version": cleanlab.__version__,
-    }
-
-
-def _git(*args: str) -> str:
-    """The output of a git command in the project folder, or "" when git cannot tell."""
-    try:
-        out = subprocess.run(
-            ["git", *args], cwd=registry.PROJECT_ROOT, capture_output=True, text=True, timeout=10, check=False
-        )
-    except (OSError, subprocess.SubprocessError):
-        return ""
-    return out.stdout.strip() if out.returncode == 0 else ""
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _write_parquet(df: pd.DataFrame, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        df.to_parquet(tmp, index=False)
-
-
-def _task_row(task: CleaningTask) -> dict[str, Any]:
-    return {
-        "n_samples": task.n_samples,
-        "n_classes": task.n_classes,
-        "noise_rate": task.noise_rate,
-        "budget": task.budget,
-        "initially_mislabelled": task.initially_mislabelled,
-        # inputs the adapter dropped as unreadable (an explicit dataset option); listed in
-        # skipped_inputs.csv
-        "skipped_inputs": len(task.info.get("skipped_inputs", [])),
-    }
-
-
-def write_refit_timings(out_dir: Path, configs: Sequence[CellConfig]) -> pd.DataFrame:
-    """Writes ``refit_timings.csv``: when each active run re-fitted its learner and the seconds
-    it took (wall clock, so kept apart from the result tables)."""
-    rows = []
-    for config in configs:
-        path = out_dir / CELLS / f"{config.hash}.refits.json"
-        if config.active_every and path.is_file():
-            for i, entry in enumerate(json.loads(path.read_text())):
-                rows.append({**config.row(), "refit": i, **entry})
-    table = pd.DataFrame(rows)
-    if rows:
-        write_bytes(out_dir / "refit_timings.csv", table.to_csv(index=False).encode())
-    return table
-
-
-def write_skipped_inputs(out_dir: Path, tasks: dict[str, CleaningTask]) -> pd.DataFrame:
-    """Writes ``skipped_inputs.csv``: every input a dataset dropped as unreadable, and why."""
-    rows = [
-        {"dataset": name, **{k: str(v) for k, v in entry.items()}}
-        for name, task in sorted(tasks.items())
-        for entry in task.info.get("skipped_inputs", [])
-    ]
-    table = pd.DataFrame(rows, columns=None if rows else ["dataset", "sample_id", "file", "reason"])
-    path = out_dir / "skipped_inputs.csv"
-    if rows or path.exists():
-        write_bytes(path, table.to_csv(index=False).encode())
-    return table
+from benchmark.trajectory import MissingInputError, missing_inputs
 
 
 def run_cell(
     config: CellConfig, task: CleaningTask, posteriors: Posteriors, out_dir: Path, posteriors_id: str = ""
 ) -> dict[str, Any]:
     """Simulates one cell, writes its files and returns its run row. Never raises for a
-    problem of the strategy: the row then has status "failed" and the error message."""
-    row: dict[str, Any] = {**config.row(), **_task_row(task), "posteriors_id": posteriors_id}
+    problem of the strategy: the row then has status "failed" and the error message; a
+    strategy that needs an input this cell lacks is "skipped" with the reason."""
+    row: dict[str, Any] = {**config.row(), **task_columns(task), "posteriors_id": posteriors_id}
     curve: pd.DataFrame | None = None
+    timings: list[dict[str, float]] = []
     try:
         strategy: Strategy = registry.create("strategy", config.strategy)
-        if "stochastic" in strategy.requires and posteriors.stochastic is None:
-            row.update(
-                status="skipped",
-                error=(
-                    f"{config.strategy} needs stochastic posteriors (T x N x C); "
-                    f"{config.learner} provides none"
+        ctx = ScoringContext(
+            label_counts=initial_counts(task),
+            posteriors=posteriors.probs.astype(np.float64),
+            stochastic=None if posteriors.stochastic is None else posteriors.stochastic.astype(np.float64),
+            true_dist=task.true_dist if "truth" in strategy.requires else None,
+            seed=config.seed,
+        )
+        missing = missing_inputs(strategy, ctx)
+        if missing:
+            raise MissingInputError(
+                f"{config.strategy} needs {' and '.join(missing)}; {config.learner} provides none"
+            )
+        refit, timings = _refit_for(config, task) if config.active_every else (None, [])
+        traj = simulate(task, strategy, ctx, seed=config.seed, refit=refit, refit_every=config.active_every)
+        row.update(status="ok", error="", **run_metrics(task, traj, target=config.target))
+        row.update(n_refits=int(traj.refits.size), refit_at=json.dumps(traj.refits.tolist()))
+        x, y = curve_points(traj)
+        curve = pd.DataFrame(
+            {
+                "config_hash": config.hash,
+                "step": np.arange(x.size, dtype=np.int64),
+                "annotations": x.astype(np.int64),
+                "accuracy": y,
+                "mislabelled_clear": np.r_[traj.initial_clear, traj.mislabelled_clear].astype(np.int64),
+                "mislabelled_ambiguous": np.r_[traj.initial_ambiguous, traj.mislabelled_ambiguous].astype(
+                    np.int64
                 ),
-            )
-        else:
-            ctx = ScoringContext(
-                label_counts=initial_counts(task),
-                posteriors=posteriors.probs.astype(np.float64),
-                stochastic=None
-                if posteriors.stochastic is None
-                else posteriors.stochastic.astype(np.float64),
-                true_dist=task.true_dist if "truth" in strategy.requires else None,
-                seed=config.seed,
-            )
-            refit, timings = _refit_for(config, task) if config.active_every else (None, [])
-            traj = simulate(
-                task, strategy, ctx, seed=config.seed, refit=refit, refit_every=config.active_every
-            )
-            row.update(status="ok", error="", **run_metrics(task, traj, target=config.target))
-            row.update(n_refits=int(traj.refits.size), refit_at=json.dumps(traj.refits.tolist()))
-            if timings:
-                # wall-clock cost of the re-fits, apart from the result tables (which stay identical)
-                write_bytes(out_dir / CELLS / f"{config.hash}.refits.json", json.dumps(timings).encode())
-            x, y = curve_points(traj)
-            curve = pd.DataFrame(
-                {
-                    "config_hash": config.hash,
-                    "step": np.arange(x.size, dtype=np.int64),
-                    "annotations": x.astype(np.int64),
-                    "accuracy": y,
-                    "mislabelled_clear": np.r_[traj.initial_clear, traj.mislabelled_clear].astype(np.int64),
-                    "mislabelled_ambiguous": np.r_[traj.initial_ambiguous, traj.mislabelled_ambiguous].astype(
-                        np.int64
-                    ),
-                    "sample": np.r_[-1, traj.selected].astype(np.int64),
-                }
-            )
+                "sample": np.r_[-1, traj.selected].astype(np.int64),
+            }
+        )
+    except MissingInputError as exc:
+        row.update(status="skipped", error=str(exc))
     except Exception as exc:  # one broken plugin must not take the other cells down
         row.update(status="failed", error=f"{type(exc).__name__}: {exc}")
     row.update(provenance())
-    cells = out_dir / CELLS
-    cells.mkdir(parents=True, exist_ok=True)
-    if curve is not None:
-        _write_parquet(curve, cells / f"{config.hash}.curve.parquet")
-    write_bytes(
-        cells / f"{config.hash}.json", json.dumps(row, sort_keys=True, default=_json_default).encode()
-    )
+    # wall-clock cost of the re-fits goes apart from the result tables (which stay identical)
+    write_cell(out_dir, config, row, curve, timings)
     return row
 
 
@@ -280,26 +104,6 @@ def _refit_for(config: CellConfig, task: CleaningTask) -> tuple[Any, list[dict[s
         return post.probs.astype(np.float64), stochastic
 
     return refit, timings
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
-
-
-def finished_row(out_dir: Path, config: CellConfig) -> dict[str, Any] | None:
-    """The stored row of a cell that already finished (ok or skipped), else None."""
-    path = out_dir / CELLS / f"{config.hash}.json"
-    if not path.is_file():
-        return None
-    try:
-        row = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-    if row.get("status") == "ok" and not (out_dir / CELLS / f"{config.hash}.curve.parquet").is_file():
-        return None
-    return row if row.get("status") in ("ok", "skipped") else None
 
 
 @dataclass
@@ -426,11 +230,10 @@ def execute(
     instead of rerun: for picking up an interrupted benchmark, not after changing code.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / CELLS).mkdir(exist_ok=True)
     rows: list[dict[str, Any]] = []
     todo: list[CellConfig] = []
     for config in plan.configs:
-        key = (config.dataset, config.learner, config.seed)
+        key = config.source_key
         done = finished_row(out_dir, config) if resume else None
         if done is not None:
             rows.append(done)
@@ -452,7 +255,7 @@ def execute(
                 plan.posterior_ids[key],
             )
             for c in todo
-            for key in [(c.dataset, c.learner, c.seed)]
+            for key in [c.source_key]
         )
         results: Iterable[dict[str, Any]]
         if jobs == 1:
@@ -470,53 +273,7 @@ def _unavailable_row(
     row: dict[str, Any] = {**config.row(), "status": status, "error": reason}
     task = plan.tasks.get(config.dataset)
     if task is not None:
-        row.update(_task_row(task))
+        row.update(task_columns(task))
     row.update(provenance())
-    cells = out_dir / CELLS
-    write_bytes(
-        cells / f"{config.hash}.json", json.dumps(row, sort_keys=True, default=_json_default).encode()
-    )
+    write_cell(out_dir, config, row)
     return row
-
-
-RUN_ORDER = ["dataset", "learner", "strategy", "seed"]
-#: The report's curve columns, plus the sample selected at each step (-1 at step 0).
-CURVE_COLUMNS = [*report.CURVE_COLUMNS, "sample"]
-
-
-def write_tables(
-    out_dir: Path, rows: Sequence[dict[str, Any]], *, merge: bool = False
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Writes runs.parquet, runs.csv and curves.parquet for ``rows`` (curves from the cells).
-
-    With ``merge``, rows of other configurations already in the tables are kept, so that
-    several ``alcbench run`` calls can fill one folder. Each table is replaced atomically.
-    """
-    runs = pd.DataFrame(list(rows))
-    curve_frames = [
-        pd.read_parquet(out_dir / CELLS / f"{h}.curve.parquet")
-        for h, status in zip(runs["config_hash"], runs["status"], strict=True)
-        if status == "ok"
-    ]
-    if merge and (out_dir / "runs.parquet").is_file() and (out_dir / "curves.parquet").is_file():
-        old_runs, old_curves = report.load_tables(out_dir)
-        old_runs = old_runs[~old_runs["config_hash"].isin(runs["config_hash"])]
-        old_curves = old_curves[old_curves["config_hash"].isin(old_runs["config_hash"])]
-        runs = pd.concat([old_runs, runs], ignore_index=True)
-        curve_frames.insert(0, old_curves)
-    for column in report.RUN_COLUMNS:  # a table of only failed cells still has every column
-        if column not in runs.columns:
-            runs[column] = np.nan
-    front = ["config_hash", *RUN_ORDER, "status", "error"]
-    runs = runs[front + [c for c in runs.columns if c not in front]]
-    runs = runs.sort_values(RUN_ORDER, kind="stable").reset_index(drop=True)
-    frames = [f for f in curve_frames if len(f)]
-    curves = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=CURVE_COLUMNS)
-    order = {h: i for i, h in enumerate(runs["config_hash"])}
-    curves = curves.sort_values(
-        ["config_hash", "step"], key=lambda c: c.map(order) if c.name == "config_hash" else c, kind="stable"
-    ).reset_index(drop=True)
-    _write_parquet(runs, out_dir / "runs.parquet")
-    write_bytes(out_dir / "runs.csv", runs.to_csv(index=False).encode())
-    _write_parquet(curves, out_dir / "curves.parquet")
-    return runs, curves

@@ -7,92 +7,48 @@ at most the budget, so the last one may finish past it. A sample is selected onc
 ``reselect`` strategies (the oracle), which may return to a sample whose majority is still
 wrong. Tied scores are ordered by a seeded random permutation.
 
-A strategy's score of a sample depends only on that sample's own state, and a sample's state
-changes only when it is selected, so scores are computed once and sorted once: a run costs
-O(N log N) plus vectorised work proportional to the annotations spent.
+A row-local strategy's score of a sample (``Strategy.row_local``, the default) depends only on
+that sample's own state, and a sample's state changes only when it is selected, so scores are
+computed once and sorted once: a run costs O(N log N) plus vectorised work proportional to the
+annotations spent. A strategy that declares ``row_local = False`` is run by the per-step
+reference loop (:mod:`benchmark.reference`) instead: correct, and slower.
 """
 
 from __future__ import annotations
 
 import heapq
 import itertools
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 import numpy as np
 
 from benchmark.expert import annotate, annotate_one, cumulative
 from benchmark.plugins import ScoringContext, Strategy
+from benchmark.reference import reference_simulate
 from benchmark.task import CleaningTask
+from benchmark.trajectory import (
+    MissingInputError,
+    Refit,
+    StrategyError,
+    Trajectory,
+    build_trajectory,
+    check_requires,
+    checked_scores,
+    initial_counts,
+    ranking,
+    tiebreak_permutation,
+)
 
-
-class StrategyError(RuntimeError):
-    """A strategy raised or returned scores that cannot be used."""
-
-
-@dataclass(frozen=True, eq=False)
-class Trajectory:
-    """What happened in one run, one entry per selection.
-
-    Attributes:
-        selected: (S,) index of the sample selected at each step (repeats only for reselect).
-        draws: (S,) expert draws spent on that selection (>= 1).
-        spent: (S,) annotations spent in total after the step.
-        accuracy: (S,) label accuracy in % after the step.
-        mislabelled_clear, mislabelled_ambiguous: (S,) mislabelled samples left after the
-            step whose true distribution is clear / ambiguous.
-        initial_accuracy, initial_clear, initial_ambiguous: the same before any selection.
-        budget: the annotations the run was allowed to start spending.
-        final_counts: (N, C) the label counts at the end.
-        refits: annotations spent when the learner was re-fitted (active runs; empty if static).
-    """
-
-    selected: np.ndarray
-    draws: np.ndarray
-    spent: np.ndarray
-    accuracy: np.ndarray
-    mislabelled_clear: np.ndarray
-    mislabelled_ambiguous: np.ndarray
-    initial_accuracy: float
-    initial_clear: int
-    initial_ambiguous: int
-    budget: int
-    final_counts: np.ndarray
-    refits: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-
-    @property
-    def total_spent(self) -> int:
-        return int(self.spent[-1]) if self.spent.size else 0
-
-
-def initial_counts(task: CleaningTask) -> np.ndarray:
-    counts = np.zeros((task.n_samples, task.n_classes), dtype=np.int64)
-    counts[np.arange(task.n_samples), task.noisy_labels] = 1
-    return counts
-
-
-def checked_scores(strategy: Strategy, ctx: ScoringContext) -> np.ndarray:
-    """Runs ``strategy.score`` and validates what it returns, naming the strategy on error."""
-    try:
-        scores = strategy.score(ctx)
-    except Exception as exc:
-        raise StrategyError(f"strategy {strategy.spec} raised {type(exc).__name__}: {exc}") from exc
-    scores = np.asarray(scores, dtype=np.float64)
-    if scores.shape != (ctx.n_samples,):
-        raise StrategyError(
-            f"strategy {strategy.spec} returned scores of shape {scores.shape}; "
-            f"expected ({ctx.n_samples},), one score per sample"
-        )
-    if np.isnan(scores).any():
-        bad = int(np.isnan(scores).sum())
-        raise StrategyError(f"strategy {strategy.spec} returned {bad} NaN scores")
-    return scores
-
-
-def ranking(scores: np.ndarray, seed: int) -> np.ndarray:
-    """Sample indices by decreasing score, ties ordered by a permutation seeded by ``seed``."""
-    tiebreak = np.random.default_rng([seed, 0x7E]).permutation(scores.size)
-    return np.lexsort((tiebreak, -scores))
+__all__ = [
+    "MissingInputError",
+    "Refit",
+    "StrategyError",
+    "Trajectory",
+    "checked_scores",
+    "initial_counts",
+    "ranking",
+    "simulate",
+]
 
 
 def simulate(
@@ -120,7 +76,23 @@ def simulate(
             returns new (posteriors, stochastic posteriors or None), and the samples not yet
             selected are re-scored and re-ranked. Ignored for strategies that read no
             posteriors (random, the oracle): their runs are static.
+
+    Raises:
+        MissingInputError: ``ctx`` lacks something the strategy ``requires``.
+        StrategyError: the strategy raised, or returned scores of the wrong shape or not finite.
     """
+    if not strategy.row_local:
+        return reference_simulate(
+            task,
+            strategy,
+            ctx,
+            seed=seed,
+            budget=budget,
+            max_draws=max_draws,
+            refit=refit,
+            refit_every=refit_every,
+        )
+    check_requires(strategy, ctx)
     budget = task.budget if budget is None else int(budget)
     counts = ctx.label_counts.astype(np.int64, copy=True)
     truth = task.true_labels
@@ -132,9 +104,7 @@ def simulate(
         selected, draws_arr, correct_after, refits = _active_loop(
             task, strategy, ctx, counts, seed, budget, max_draws, refit, refit_every
         )
-        return _trajectory(
-            task, strategy, selected, draws_arr, correct_after, correct0, budget, counts, refits
-        )
+        return _record(task, strategy, selected, draws_arr, correct_after, correct0, budget, counts, refits)
     scores = checked_scores(strategy, ctx)
     order = ranking(scores, seed)
 
@@ -156,47 +126,31 @@ def simulate(
         counts[selected] = after[:n_sel]
         correct_after = np.argmax(after[:n_sel], axis=1) == truth[selected]
 
-    return _trajectory(task, strategy, selected, draws_arr, correct_after, correct0, budget, counts, refits)
+    return _record(task, strategy, selected, draws_arr, correct_after, correct0, budget, counts, refits)
 
 
-def _trajectory(
+def _record(
     task: CleaningTask,
     strategy: Strategy,
     selected: np.ndarray,
-    draws_arr: np.ndarray,
+    draws: np.ndarray,
     correct_after: np.ndarray,
     correct0: np.ndarray,
     budget: int,
     counts: np.ndarray,
     refits: np.ndarray,
 ) -> Trajectory:
-    """The per-step record of a run from its selections and their outcomes."""
-    ambiguous = task.ambiguous
-    gain = correct_after.astype(np.int64) - _correct_before(
-        selected, correct0, correct_after, strategy.reselect
-    )
-    n = task.n_samples
-    wrong0_clear = int(np.sum(~correct0 & ~ambiguous))
-    wrong0_amb = int(np.sum(~correct0 & ambiguous))
-    amb_sel = ambiguous[selected]
-    return Trajectory(
+    return build_trajectory(
+        task,
         selected=selected,
-        draws=draws_arr,
-        spent=np.cumsum(draws_arr),
-        accuracy=100.0 * (int(correct0.sum()) + np.cumsum(gain)) / n,
-        mislabelled_clear=_left(wrong0_clear, gain, ~amb_sel),
-        mislabelled_ambiguous=_left(wrong0_amb, gain, amb_sel),
-        initial_accuracy=100.0 * float(correct0.mean()),
-        initial_clear=wrong0_clear,
-        initial_ambiguous=wrong0_amb,
+        draws=draws,
+        correct_after=correct_after,
+        correct0=correct0,
         budget=budget,
-        final_counts=counts,
+        counts=counts,
         refits=refits,
+        reselect=strategy.reselect,
     )
-
-
-#: The active loop's re-fit: current label counts (N, C) -> (posteriors, stochastic or None).
-Refit = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray | None]]
 
 
 def _active_loop(
@@ -261,29 +215,6 @@ def _active_loop(
     )
 
 
-def _left(initial: int, gain: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Mislabelled samples left after each step, counting only the steps in ``mask``."""
-    return initial - np.cumsum(np.where(mask, gain, 0))
-
-
-def _correct_before(
-    selected: np.ndarray, correct0: np.ndarray, correct_after: np.ndarray, reselect: bool
-) -> np.ndarray:
-    """Whether each selected sample was correct just before its selection.
-
-    For a sample's first selection that is its initial state; for a re-selection it is the
-    state its previous selection left.
-    """
-    before = correct0[selected].astype(np.int64)
-    last: dict[int, int] = {}
-    if reselect:
-        for step, i in enumerate(selected.tolist()):
-            if i in last:
-                before[step] = int(correct_after[last[i]])
-            last[i] = step
-    return before
-
-
 def _reselect_loop(
     task: CleaningTask,
     strategy: Strategy,
@@ -306,7 +237,7 @@ def _reselect_loop(
     truth = task.true_labels.tolist()
     head_scores = scores[head].tolist()
     head_list = head.tolist()
-    tiebreak = np.random.default_rng([seed, 0x7E]).permutation(scores.size)
+    tiebreak = tiebreak_permutation(scores.size, seed)
     by_majority: dict[int, list[float]] = {}
     if strategy.majority_only:
         # Only samples left wrong by their first annotation are ever re-scored.

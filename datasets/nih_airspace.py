@@ -19,11 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from benchmark import cxr_labels
 from benchmark.dataroot import find_data_file, find_image_dirs
 from benchmark.plugins import Dataset
-from benchmark.radiograph import load_radiographs, radiograph_inputs
 from benchmark.task import CleaningTask
+
+from . import _cxr_labels as cxr_labels
+from ._radiographs import load_radiographs, radiograph_inputs
 
 CLASSES = ("negative", "airspace_opacity")
 FOLDERS = ("noisy_pneumonia/nih", "nih", "")

@@ -12,5 +12,4 @@ class BALD(Strategy):
     requires = frozenset({"stochastic"})
 
     def score(self, ctx: ScoringContext) -> np.ndarray:
-        assert ctx.stochastic is not None
         return bald(ctx.stochastic)

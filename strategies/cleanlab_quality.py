@@ -12,7 +12,6 @@ class CleanlabQuality(Strategy):
     parameters = {"method": ["self_confidence", "normalized_margin", "confidence_weighted_entropy"]}
 
     def score(self, ctx: ScoringContext) -> np.ndarray:
-        assert ctx.posteriors is not None
         probs = ctx.posteriors / ctx.posteriors.sum(axis=1, keepdims=True)
         quality = get_label_quality_scores(
             ctx.current_labels, probs, method=self.params["method"], adjust_pred_probs=False

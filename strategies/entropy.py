@@ -11,5 +11,4 @@ class Entropy(Strategy):
     description = "Predictive entropy of the posterior (uncertainty sampling)."
 
     def score(self, ctx: ScoringContext) -> np.ndarray:
-        assert ctx.posteriors is not None
         return entropy(ctx.posteriors)

@@ -13,5 +13,4 @@ class Eq2(Strategy):
     parameters = {"hinge": [None, 0.3]}
 
     def score(self, ctx: ScoringContext) -> np.ndarray:
-        assert ctx.posteriors is not None
         return correctness_minus_difficulty(ctx.label_dist, ctx.posteriors, hinge=self.params["hinge"])

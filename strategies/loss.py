@@ -11,5 +11,4 @@ class Loss(Strategy):
     description = "Cross-entropy of the current label distribution under the posterior."
 
     def score(self, ctx: ScoringContext) -> np.ndarray:
-        assert ctx.posteriors is not None
         return cross_entropy(ctx.label_dist, ctx.posteriors)

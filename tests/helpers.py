@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Sequence
+from types import ModuleType
 
 import numpy as np
 
@@ -52,3 +54,12 @@ def one_hot(labels: Sequence[int], n_classes: int) -> np.ndarray:
     out = np.zeros((len(labels), n_classes))
     out[np.arange(len(labels)), list(labels)] = 1.0
     return out
+
+
+def plugin_helper(folder: str, name: str) -> ModuleType:
+    """A private helper module of one of this project's plugin folders, e.g.
+    ``plugin_helper("datasets", "_radiographs")``, imported as the plugins import it."""
+    from benchmark import _plugins
+    from benchmark.registry import PROJECT_ROOT
+
+    return importlib.import_module(f"{_plugins.folder_package(PROJECT_ROOT, folder)}.{name}")

@@ -254,7 +254,7 @@ def test_stochastic_posteriors_file_feeds_bald(tmp_path):
 
 
 def test_seed_ranges(tmp_path):
-    from benchmark.runner import parse_seeds
+    from benchmark.config import parse_seeds
 
     assert parse_seeds("0-4") == [0, 1, 2, 3, 4]
     assert parse_seeds("3,1,2-3") == [1, 2, 3]

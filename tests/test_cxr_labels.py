@@ -14,18 +14,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import plugin_helper
 
-from benchmark.cxr_labels import (
-    TableFormatError,
-    build_nih_airspace,
-    build_noisy_cxr,
-    nih_category,
-    read_mapping,
-    read_reader_confidence,
-    read_rsna_labels,
-    read_rsna_rows,
-    rsna_counts,
-)
+_labels = plugin_helper("datasets", "_cxr_labels")
+TableFormatError = _labels.TableFormatError
+build_nih_airspace = _labels.build_nih_airspace
+build_noisy_cxr = _labels.build_noisy_cxr
+nih_category = _labels.nih_category
+read_mapping = _labels.read_mapping
+read_reader_confidence = _labels.read_reader_confidence
+read_rsna_labels = _labels.read_rsna_labels
+read_rsna_rows = _labels.read_rsna_rows
+rsna_counts = _labels.rsna_counts
 
 LOW, MED, HIGH = "Lung Opacity (Low Prob)", "Lung Opacity (Med Prob)", "Lung Opacity (High Prob)"
 LABELS, CLASS_INFO = "stage_2_train_labels.csv", "stage_2_detailed_class_info.csv"

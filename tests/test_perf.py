@@ -12,7 +12,8 @@ import csv
 import numpy as np
 import pytest
 
-from benchmark import perf, registry
+from benchmark import registry
+from benchmark.perf import simulator as perf
 from benchmark.task import CleaningTask
 
 

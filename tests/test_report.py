@@ -1,4 +1,5 @@
-"""Specification of benchmark/report.py on small hand-made result tables.
+"""Specification of the leaderboard, its pages and plots (benchmark/leaderboard.py, plots.py,
+report.py) on small hand-made result tables.
 
 Two groups (one dataset, learners "truth" and "file:post.npy"), strategies random, eq2 and
 oracle, seeds 0..2. Every curve starts at 80 % with 0 annotations and the budget is 200:
@@ -23,7 +24,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from benchmark import report
+from benchmark import leaderboard, report, results
 
 T_975_DF2 = 4.302652729749464  # Student t, 97.5 % quantile, 2 degrees of freedom
 DATASET = "toy[noise=0.2]"
@@ -136,7 +137,7 @@ def row(board: pd.DataFrame, learner: str, strategy: str) -> pd.Series:
 
 
 def test_mean_and_ci_half_width_are_student_t_over_seeds() -> None:
-    board = report.leaderboard(*make_tables())
+    board = leaderboard.leaderboard(*make_tables())
     r = row(board, TRUTH, EQ2)  # AUC 0.90, 0.92, 0.94: sd 0.02
     assert r["n_seeds"] == 3
     assert r["auc_mean"] == pytest.approx(0.92)
@@ -146,14 +147,14 @@ def test_mean_and_ci_half_width_are_student_t_over_seeds() -> None:
 
 
 def test_ci_is_nan_for_a_single_seed_and_zero_for_identical_seeds() -> None:
-    mean, half = report.mean_ci95(np.array([0.9]))
+    mean, half = leaderboard.mean_ci95(np.array([0.9]))
     assert mean == 0.9 and math.isnan(half)
-    assert report.mean_ci95(np.array([0.5, 0.5, 0.5])) == (0.5, 0.0)
-    assert all(math.isnan(v) for v in report.mean_ci95(np.array([np.nan])))
+    assert leaderboard.mean_ci95(np.array([0.5, 0.5, 0.5])) == (0.5, 0.0)
+    assert all(math.isnan(v) for v in leaderboard.mean_ci95(np.array([np.nan])))
 
 
 def test_efficiency_is_random_annotations_over_strategy_annotations() -> None:
-    board = report.leaderboard(*make_tables())
+    board = leaderboard.leaderboard(*make_tables())
     assert row(board, TRUTH, "random")["efficiency_mean"] == pytest.approx(1.0)
     assert row(board, TRUTH, EQ2)["efficiency_mean"] == pytest.approx(2.0)  # 100 / 50
     assert row(board, TRUTH, "oracle")["efficiency_mean"] == pytest.approx(4.0)  # 100 / 25
@@ -166,7 +167,7 @@ def test_efficiency_uses_the_random_run_of_the_same_seed() -> None:
     h = f"{TRUTH}|random|1"
     curves = curves[curves["config_hash"] != h]
     curves = pd.concat([curves, pd.DataFrame(_curve(h, [(0, 80.0), (150, 90.0), (200, 90.0)]))])
-    r = row(report.leaderboard(runs, curves), TRUTH, EQ2)
+    r = row(leaderboard.leaderboard(runs, curves), TRUTH, EQ2)
     assert r["efficiency_mean"] == pytest.approx((2.0 + 3.0 + 2.0) / 3)
 
 
@@ -175,16 +176,16 @@ def test_efficiency_is_nan_and_counted_when_the_strategy_never_reaches_random() 
     h = f"{TRUTH}|{EQ2}|0"
     curves = curves[curves["config_hash"] != h]
     curves = pd.concat([curves, pd.DataFrame(_curve(h, [(0, 80.0), (200, 89.0)]))])
-    r = row(report.leaderboard(runs, curves), TRUTH, EQ2)
+    r = row(leaderboard.leaderboard(runs, curves), TRUTH, EQ2)
     assert r["n_efficiency_unreached"] == 1
     assert r["efficiency_mean"] == pytest.approx(2.0)  # over the two seeds that reached it
-    assert row(report.leaderboard(*make_tables()), TRUTH, EQ2)["n_efficiency_unreached"] == 0
+    assert row(leaderboard.leaderboard(*make_tables()), TRUTH, EQ2)["n_efficiency_unreached"] == 0
 
 
 def test_efficiency_is_nan_without_a_random_run() -> None:
     runs, curves = make_tables()
     runs = runs[runs["strategy"] != "random"]
-    board = report.leaderboard(runs, curves)
+    board = leaderboard.leaderboard(runs, curves)
     assert board["efficiency_mean"].isna().all()
     assert (board["n_efficiency_unreached"] == 0).all()
 
@@ -193,13 +194,13 @@ def test_annotations_to_target_is_averaged_over_seeds_that_reached_it() -> None:
     runs, curves = make_tables()
     at = (runs["learner"] == TRUTH) & (runs["strategy"] == EQ2)
     runs.loc[at, "annotations_to_target"] = [100.0, 140.0, np.nan]
-    r = row(report.leaderboard(runs, curves), TRUTH, EQ2)
+    r = row(leaderboard.leaderboard(runs, curves), TRUTH, EQ2)
     assert r["n_target_reached"] == 2
     assert r["annotations_to_target_mean"] == pytest.approx(120.0)
 
 
 def test_rows_are_sorted_by_group_then_auc_with_a_rank_per_group() -> None:
-    board = report.leaderboard(*make_tables())
+    board = leaderboard.leaderboard(*make_tables())
     assert list(zip(board["learner"], board["strategy"], board["rank"], strict=True)) == [
         (FILE, "oracle", 1),
         (FILE, "random", 2),
@@ -211,7 +212,7 @@ def test_rows_are_sorted_by_group_then_auc_with_a_rank_per_group() -> None:
 
 
 def test_failed_and_skipped_runs_are_excluded_from_aggregates() -> None:
-    board = report.leaderboard(*make_tables())
+    board = leaderboard.leaderboard(*make_tables())
     r = row(board, FILE, EQ2)
     assert r["n_seeds"] == 2 and r["n_failed"] == 1 and r["n_skipped"] == 0
     assert r["auc_mean"] == pytest.approx(0.85)  # (0.84 + 0.86) / 2, not counting the 0.0
@@ -219,7 +220,7 @@ def test_failed_and_skipped_runs_are_excluded_from_aggregates() -> None:
 
 
 def test_group_noise_rate_and_budget_are_reported() -> None:
-    board = report.leaderboard(*make_tables())
+    board = leaderboard.leaderboard(*make_tables())
     assert (board["noise_rate"] == 0.2).all()
     assert (board["budget"] == 200).all()
     assert (board["n_samples"] == 1000).all()
@@ -229,14 +230,14 @@ def test_duplicated_ok_cell_is_an_error() -> None:
     runs, curves = make_tables()
     runs = pd.concat([runs, runs.iloc[[0]]])
     with pytest.raises(ValueError, match="several ok rows"):
-        report.leaderboard(runs, curves)
+        leaderboard.leaderboard(runs, curves)
 
 
 def test_ok_run_without_curve_is_an_error_naming_it() -> None:
     runs, curves = make_tables()
     curves = curves[curves["config_hash"] != f"{TRUTH}|oracle|0"]
     with pytest.raises(ValueError, match=r"truth\|oracle\|0"):
-        report.leaderboard(runs, curves)
+        leaderboard.leaderboard(runs, curves)
 
 
 # --- files ------------------------------------------------------------------------------
@@ -268,7 +269,7 @@ def test_write_report_writes_tables_and_valid_pngs(written: tuple[Path, list[Pat
 
 def test_csv_holds_every_leaderboard_column(written: tuple[Path, list[Path]]) -> None:
     csv = pd.read_csv(written[0] / "leaderboard.csv")
-    board = report.leaderboard(*make_tables())
+    board = leaderboard.leaderboard(*make_tables())
     assert list(csv.columns) == list(board.columns)
     assert len(csv) == len(board)
 
@@ -329,7 +330,7 @@ def test_load_tables_reads_parquet_and_names_a_missing_file(tmp_path: Path) -> N
     runs, curves = make_tables()
     runs.to_parquet(tmp_path / "runs.parquet")
     with pytest.raises(FileNotFoundError, match="curves.parquet"):
-        report.load_tables(tmp_path)
+        results.load_tables(tmp_path)
     curves.to_parquet(tmp_path / "curves.parquet")
-    got_runs, got_curves = report.load_tables(tmp_path)
+    got_runs, got_curves = results.load_tables(tmp_path)
     assert len(got_runs) == len(runs) and len(got_curves) == len(curves)

@@ -1,7 +1,5 @@
-"""Built-in learners: each turns a task's noisy labels (and images) into posteriors."""
+"""Built-in learners, one file each, found by path like every other plugin folder.
 
-from benchmark.learners.resnet50 import ResNet50
-from benchmark.learners.smallcnn import SmallCNN
-from benchmark.learners.truth import TruthLearner
-
-BUILTIN_LEARNERS = [TruthLearner, SmallCNN, ResNet50]
+A learner file holds one :class:`benchmark.plugins.Learner` subclass; image learners build on
+:class:`benchmark.crossfit.CrossFitLearner`. Files starting with ``_`` are private helpers.
+"""

@@ -9,8 +9,8 @@ O(N log N) per selection, so it only runs at N <= 10k.
 
 Usage::
 
-    python -m benchmark.perf --out results/perf           # full run (1k .. 1M)
-    python -m benchmark.perf --out /tmp/perf --quick      # N <= 10k only (smoke test)
+    python -m benchmark.perf.simulator --out results/perf           # full run (1k .. 1M)
+    python -m benchmark.perf.simulator --out /tmp/perf --quick      # N <= 10k only (smoke test)
 
 Writes ``simulator.csv`` (one row per implementation x strategy x N) and ``simulator.md`` (the
 table, the speed-up ratios reference / alcbench, a statistical sanity check that both

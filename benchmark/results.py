@@ -1,0 +1,268 @@
+"""The results schema and its I/O: cell files, the long-format tables, provenance, and the
+side tables (re-fit timings, skipped inputs).
+
+Layout of a results folder (DESIGN.md, "Results"):
+
+- ``cells/<config hash>.json``: one run row per cell, written as the cell finishes;
+  ``cells/<config hash>.curve.parquet``: its curve points; ``cells/<hash>.refits.json``: the
+  wall-clock cost of an active run's re-fits;
+- ``runs.parquet`` / ``runs.csv``: one row per run (:data:`RUN_COLUMNS` first);
+  ``curves.parquet``: one row per curve point (:data:`CURVE_COLUMNS`). Both are rebuilt from
+  the cell files, and every report is built from them alone;
+- ``refit_timings.csv`` and ``skipped_inputs.csv`` when there is something to list.
+
+Every file is replaced atomically, so an interrupted run never leaves a half-written one.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Mapping, Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+import benchmark
+from benchmark.atomic import atomic_path, write_bytes
+from benchmark.config import CellConfig
+from benchmark.task import CleaningTask
+
+CELLS = "cells"
+#: A group of comparable runs, and one strategy's runs within it.
+GROUP = ["dataset", "learner"]
+CELL = [*GROUP, "strategy"]
+#: How the runs table is sorted.
+RUN_ORDER = ["dataset", "learner", "strategy", "seed"]
+#: Columns every runs table has (others follow them).
+RUN_COLUMNS = (
+    "config_hash",
+    *CELL,
+    "seed",
+    "status",
+    "error",
+    "n_samples",
+    "n_classes",
+    "noise_rate",
+    "budget",
+    "auc",
+    "final_accuracy",
+    "pct_mislabelled_corrected",
+    "target_accuracy",
+    "annotations_to_target",
+    "clear_mislabelled_left",
+    "ambiguous_mislabelled_left",
+)
+#: Columns of the curves table: one point per selection (step 0 = before any), accuracy in %,
+#: mislabelled samples left, and the sample selected at that step (-1 at step 0).
+CURVE_COLUMNS = (
+    "config_hash",
+    "step",
+    "annotations",
+    "accuracy",
+    "mislabelled_clear",
+    "mislabelled_ambiguous",
+    "sample",
+)
+
+
+# --------------------------------------------------------------------------------------------
+# Provenance
+
+
+@lru_cache(maxsize=1)
+def provenance() -> dict[str, str]:
+    """Code and package versions recorded with every run (no timestamps: tables stay identical
+    across reruns of the same code)."""
+    import cleanlab
+    import torch
+
+    commit = _git("rev-parse", "--short=12", "HEAD") or "unknown"
+    # Only code counts as a local change: results/ is what runs write.
+    if _git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results"):
+        commit += "-dirty"
+    return {
+        "alcbench_version": benchmark.__version__,
+        "commit": commit,
+        "numpy_version": np.__version__,
+        "torch_version": torch.__version__,
+        "cleanlab_version": cleanlab.__version__,
+    }
+
+
+#: The run-table columns that describe the code that produced a row rather than its result.
+PROVENANCE_COLUMNS = ("alcbench_version", "commit", "numpy_version", "torch_version", "cleanlab_version")
+
+
+def _git(*args: str) -> str:
+    """The output of a git command in the project folder, or "" when git cannot tell."""
+    project = Path(benchmark.__file__).resolve().parent.parent
+    try:
+        out = subprocess.run(
+            ["git", *args], cwd=project, capture_output=True, text=True, timeout=10, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return out.stdout.strip() if out.returncode == 0 else ""
+
+
+# --------------------------------------------------------------------------------------------
+# Cell files
+
+
+def task_columns(task: CleaningTask) -> dict[str, Any]:
+    """The run-row columns that describe a cell's task."""
+    return {
+        "n_samples": task.n_samples,
+        "n_classes": task.n_classes,
+        "noise_rate": task.noise_rate,
+        "budget": task.budget,
+        "initially_mislabelled": task.initially_mislabelled,
+        # inputs the adapter dropped as unreadable (an explicit dataset option); listed in
+        # skipped_inputs.csv
+        "skipped_inputs": len(task.info.get("skipped_inputs", [])),
+    }
+
+
+def write_cell(
+    out_dir: Path,
+    config: CellConfig,
+    row: Mapping[str, Any],
+    curve: pd.DataFrame | None = None,
+    refits: Sequence[Mapping[str, float]] = (),
+) -> None:
+    """Stores a finished cell: its re-fit timings and curve first, then its run row, each
+    atomically, so a row on disk always has the curve it points to."""
+    cells = out_dir / CELLS
+    cells.mkdir(parents=True, exist_ok=True)
+    if refits:
+        write_bytes(cells / f"{config.hash}.refits.json", json.dumps(list(refits)).encode())
+    if curve is not None:
+        with atomic_path(cells / f"{config.hash}.curve.parquet") as tmp:
+            curve.to_parquet(tmp, index=False)
+    write_bytes(
+        cells / f"{config.hash}.json", json.dumps(row, sort_keys=True, default=_json_default).encode()
+    )
+
+
+def finished_row(out_dir: Path, config: CellConfig) -> dict[str, Any] | None:
+    """The stored row of a cell that already finished (ok or skipped), else None."""
+    path = out_dir / CELLS / f"{config.hash}.json"
+    if not path.is_file():
+        return None
+    try:
+        row = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    if row.get("status") == "ok" and not (out_dir / CELLS / f"{config.hash}.curve.parquet").is_file():
+        return None
+    return row if row.get("status") in ("ok", "skipped") else None
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+# --------------------------------------------------------------------------------------------
+# Tables
+
+
+def write_tables(
+    out_dir: Path, rows: Sequence[dict[str, Any]], *, merge: bool = False
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Writes runs.parquet, runs.csv and curves.parquet for ``rows`` (curves from the cells).
+
+    With ``merge``, rows of other configurations already in the tables are kept, so that
+    several ``alcbench run`` calls can fill one folder. Each table is replaced atomically.
+    """
+    runs = pd.DataFrame(list(rows))
+    curve_frames = [
+        pd.read_parquet(out_dir / CELLS / f"{h}.curve.parquet")
+        for h, status in zip(runs["config_hash"], runs["status"], strict=True)
+        if status == "ok"
+    ]
+    if merge and (out_dir / "runs.parquet").is_file() and (out_dir / "curves.parquet").is_file():
+        old_runs, old_curves = load_tables(out_dir)
+        old_runs = old_runs[~old_runs["config_hash"].isin(runs["config_hash"])]
+        old_curves = old_curves[old_curves["config_hash"].isin(old_runs["config_hash"])]
+        runs = pd.concat([old_runs, runs], ignore_index=True)
+        curve_frames.insert(0, old_curves)
+    for column in RUN_COLUMNS:  # a table of only failed cells still has every column
+        if column not in runs.columns:
+            runs[column] = np.nan
+    front = ["config_hash", *RUN_ORDER, "status", "error"]
+    runs = runs[front + [c for c in runs.columns if c not in front]]
+    runs = runs.sort_values(RUN_ORDER, kind="stable").reset_index(drop=True)
+    frames = [f for f in curve_frames if len(f)]
+    curves = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(CURVE_COLUMNS))
+    order = {h: i for i, h in enumerate(runs["config_hash"])}
+    curves = curves.sort_values(
+        ["config_hash", "step"], key=lambda c: c.map(order) if c.name == "config_hash" else c, kind="stable"
+    ).reset_index(drop=True)
+    _write_parquet(runs, out_dir / "runs.parquet")
+    write_bytes(out_dir / "runs.csv", runs.to_csv(index=False).encode())
+    _write_parquet(curves, out_dir / "curves.parquet")
+    return runs, curves
+
+
+def load_tables(out_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Reads ``out_dir/runs.parquet`` and ``out_dir/curves.parquet``.
+
+    Raises:
+        FileNotFoundError: naming the missing file.
+    """
+    out_dir = Path(out_dir)
+    tables = []
+    for name in ("runs.parquet", "curves.parquet"):
+        path = out_dir / name
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"result table {path} not found: reports are built from runs.parquet and "
+                f"curves.parquet in the results folder; run the benchmark first or point to "
+                f"the folder that holds them"
+            )
+        tables.append(pd.read_parquet(path))
+    return tables[0], tables[1]
+
+
+def _write_parquet(df: pd.DataFrame, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        df.to_parquet(tmp, index=False)
+
+
+# --------------------------------------------------------------------------------------------
+# Side tables
+
+
+def write_refit_timings(out_dir: Path, configs: Sequence[CellConfig]) -> pd.DataFrame:
+    """Writes ``refit_timings.csv``: when each active run re-fitted its learner and the seconds
+    it took (wall clock, so kept apart from the result tables)."""
+    rows = []
+    for config in configs:
+        path = out_dir / CELLS / f"{config.hash}.refits.json"
+        if config.active_every and path.is_file():
+            for i, entry in enumerate(json.loads(path.read_text())):
+                rows.append({**config.row(), "refit": i, **entry})
+    table = pd.DataFrame(rows)
+    if rows:
+        write_bytes(out_dir / "refit_timings.csv", table.to_csv(index=False).encode())
+    return table
+
+
+def write_skipped_inputs(out_dir: Path, tasks: Mapping[str, CleaningTask]) -> pd.DataFrame:
+    """Writes ``skipped_inputs.csv``: every input a dataset dropped as unreadable, and why."""
+    rows = [
+        {"dataset": name, **{k: str(v) for k, v in entry.items()}}
+        for name, task in sorted(tasks.items())
+        for entry in task.info.get("skipped_inputs", [])
+    ]
+    table = pd.DataFrame(rows, columns=None if rows else ["dataset", "sample_id", "file", "reason"])
+    path = out_dir / "skipped_inputs.csv"
+    if rows or path.exists():
+        write_bytes(path, table.to_csv(index=False).encode())
+    return table
