@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from benchmark.simulator import Trajectory
 from benchmark.task import CleaningTask
+from benchmark.trajectory import Trajectory
 
 #: Default absolute target for "annotations needed to reach a target accuracy", in %.
 DEFAULT_TARGET_ACCURACY = 95.0

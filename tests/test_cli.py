@@ -437,3 +437,29 @@ def test_active_runs_sit_beside_static_ones_and_record_their_refits(tmp_path, pl
     board = pd.read_csv(out / "leaderboard.csv")
     assert active in set(board["strategy"])
     assert "learner re-fits in active runs" in capsys.readouterr().out
+
+
+def test_a_strategy_returning_infinite_scores_fails_its_cell_naming_it(
+    tmp_path, truth_posteriors, plugin_root
+):
+    (plugin_root / "strategies" / "unbounded.py").write_text(
+        textwrap.dedent("""
+        import numpy as np
+        from benchmark.plugins import Strategy
+
+        class Unbounded(Strategy):
+            name = "unbounded"
+            description = "Puts one sample at +inf."
+
+            def score(self, ctx):
+                scores = ctx.posteriors.max(axis=1)
+                scores[0] = np.inf
+                return scores
+    """)
+    )
+    out = tmp_path / "res"
+    assert _run(out, truth_posteriors, "random", "unbounded", seeds="0") == 1
+    runs = pd.read_parquet(out / "runs.parquet").set_index("strategy")
+    assert runs.loc["random", "status"] == "ok"
+    assert runs.loc["unbounded", "status"] == "failed"
+    assert "strategy unbounded returned non-finite scores (1 +inf" in runs.loc["unbounded", "error"]

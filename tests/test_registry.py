@@ -237,3 +237,112 @@ def test_broken_entry_points_are_listed_as_failed_without_stopping_the_others(en
     assert not plugins["missing"].ok and "no_such_module_here" in plugins["missing"].error
     assert not plugins["not_a_plugin"].ok and "not a Strategy subclass" in plugins["not_a_plugin"].error
     assert plugins["loss"].ok and plugins["third_party_margin"].ok
+
+
+# --- plugin folders as packages --------------------------------------------------------------
+
+WITH_HELPER = textwrap.dedent(
+    """
+    import numpy as np
+
+    from benchmark.plugins import ScoringContext, Strategy
+
+    from ._weights import WEIGHT
+
+
+    class Weighted(Strategy):
+        name = "weighted"
+        description = "Scores from a private helper module beside the plugin."
+        requires = frozenset()
+        parameters = {"offset": [0.0, 1.0]}
+
+        def score(self, ctx: ScoringContext) -> np.ndarray:
+            return WEIGHT * np.arange(ctx.n_samples, dtype=float) + self.params["offset"]
+    """
+)
+
+
+@pytest.fixture
+def package_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    folder = tmp_path / "strategies"
+    folder.mkdir()
+    (folder / "weighted.py").write_text(WITH_HELPER)
+    (folder / "_weights.py").write_text("WEIGHT = 3.0\n")
+    monkeypatch.setenv("ALCBENCH_PLUGIN_PATH", str(tmp_path))
+    registry.refresh()
+    yield tmp_path
+    registry.refresh()
+
+
+def test_a_plugin_imports_a_private_helper_beside_it_relatively(package_root):
+    infos = registry.discover("strategy")
+    assert "_weights" not in infos  # helpers are not plugins
+    weighted = registry.create("strategy", "weighted")
+    ctx = ScoringContext(label_counts=np.eye(2, dtype=np.int64)[[0, 1, 0]])
+    np.testing.assert_array_equal(weighted.score(ctx), [0.0, 3.0, 6.0])
+
+
+def test_a_plugin_instance_pickles_into_a_fresh_process(package_root):
+    import os
+    import pickle
+    import subprocess
+    import sys
+
+    weighted = registry.create("strategy", "weighted[offset=1]")
+    script = (
+        "import pickle, sys\n"
+        "import numpy as np\n"
+        "from benchmark.plugins import ScoringContext\n"
+        "s = pickle.loads(sys.stdin.buffer.read())\n"
+        "ctx = ScoringContext(label_counts=np.eye(2, dtype=np.int64)[[0, 1]])\n"
+        "print(s.spec, s.score(ctx).tolist())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        input=pickle.dumps(weighted),
+        capture_output=True,
+        env={**os.environ, "ALCBENCH_PLUGIN_PATH": str(package_root)},
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stdout.decode().strip() == "weighted[offset=1] [1.0, 4.0]"
+
+
+def test_builtin_learners_are_found_by_path_in_the_engine_learners_folder():
+    found = registry.discover("learner")
+    for name in ("truth", "smallcnn", "resnet50"):
+        assert found[name].ok
+        assert Path(found[name].origin).parent == registry.ENGINE_ROOT / "learners"
+    assert not any(name.startswith("_") for name in found)
+
+
+def test_two_plugins_with_one_name_keep_the_first_and_record_the_clash(tmp_path, monkeypatch, capsys):
+    folder = tmp_path / "strategies"
+    folder.mkdir()
+    (folder / "my_loss.py").write_text(
+        textwrap.dedent(
+            """
+            import numpy as np
+            from benchmark.plugins import Strategy
+
+            class AnotherLoss(Strategy):
+                name = "loss"
+                description = "A second strategy called loss."
+
+                def score(self, ctx):
+                    return np.zeros(ctx.n_samples)
+            """
+        )
+    )
+    monkeypatch.setenv("ALCBENCH_PLUGIN_PATH", str(tmp_path))
+    registry.refresh()
+    try:
+        info = registry.discover("strategy")["loss"]
+        assert Path(info.origin).parent == registry.PROJECT_ROOT / "strategies"
+        assert info.shadows == (str(folder / "my_loss.py"),)
+        from benchmark.cli import main
+
+        assert main(["list", "strategies", "loss"]) == 0
+        assert f"name also used by {folder / 'my_loss.py'}" in capsys.readouterr().out
+    finally:
+        registry.refresh()
