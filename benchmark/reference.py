@@ -101,12 +101,12 @@ def reference_simulate(
             milestone += refit_every * ((spent - milestone) // refit_every + 1)
     return build_trajectory(
         task,
-        selected=np.array(selected, dtype=np.int64),
-        draws=np.array(draws, dtype=np.int64),
-        correct_after=np.array(correct_after, dtype=bool),
-        correct0=correct0,
-        budget=budget,
-        counts=counts,
-        refits=np.array(refits, dtype=np.int64),
+        np.array(selected, dtype=np.int64),
+        np.array(draws, dtype=np.int64),
+        np.array(correct_after, dtype=bool),
+        correct0,
+        budget,
+        counts,
+        np.array(refits, dtype=np.int64),
         reselect=strategy.reselect,
     )

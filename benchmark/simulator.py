@@ -104,7 +104,17 @@ def simulate(
         selected, draws_arr, correct_after, refits = _active_loop(
             task, strategy, ctx, counts, seed, budget, max_draws, refit, refit_every
         )
-        return _record(task, strategy, selected, draws_arr, correct_after, correct0, budget, counts, refits)
+        return build_trajectory(
+            task,
+            selected,
+            draws_arr,
+            correct_after,
+            correct0,
+            budget,
+            counts,
+            refits,
+            reselect=strategy.reselect,
+        )
     scores = checked_scores(strategy, ctx)
     order = ranking(scores, seed)
 
@@ -126,30 +136,8 @@ def simulate(
         counts[selected] = after[:n_sel]
         correct_after = np.argmax(after[:n_sel], axis=1) == truth[selected]
 
-    return _record(task, strategy, selected, draws_arr, correct_after, correct0, budget, counts, refits)
-
-
-def _record(
-    task: CleaningTask,
-    strategy: Strategy,
-    selected: np.ndarray,
-    draws: np.ndarray,
-    correct_after: np.ndarray,
-    correct0: np.ndarray,
-    budget: int,
-    counts: np.ndarray,
-    refits: np.ndarray,
-) -> Trajectory:
     return build_trajectory(
-        task,
-        selected=selected,
-        draws=draws,
-        correct_after=correct_after,
-        correct0=correct0,
-        budget=budget,
-        counts=counts,
-        refits=refits,
-        reselect=strategy.reselect,
+        task, selected, draws_arr, correct_after, correct0, budget, counts, refits, reselect=strategy.reselect
     )
 
 

@@ -143,7 +143,6 @@ def tiebreak_permutation(n: int, seed: int) -> np.ndarray:
 
 def build_trajectory(
     task: CleaningTask,
-    *,
     selected: np.ndarray,
     draws: np.ndarray,
     correct_after: np.ndarray,
@@ -151,6 +150,7 @@ def build_trajectory(
     budget: int,
     counts: np.ndarray,
     refits: np.ndarray,
+    *,
     reselect: bool,
 ) -> Trajectory:
     """The per-step record of a run from its selections and their outcomes.
