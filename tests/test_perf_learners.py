@@ -1,4 +1,4 @@
-"""The learner throughput benchmark (benchmark/perf_learners.py): what it writes.
+"""The learner throughput benchmark (benchmark/perf/learners.py): what it writes.
 
 No wall-clock assertions: rates depend on the machine. A ``--quick`` run (tiny sizes, one timed
 batch per phase, a few seconds on a CPU) must write both files with every learner and phase.
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark import perf_learners
+from benchmark.perf import learners as perf_learners
 
 
 @pytest.fixture(scope="module")

@@ -51,3 +51,48 @@ def test_readme_strategy_joins_the_default_suite(example_root):
 
     strategies, failed = expand("strategy")
     assert "label_margin[power=1]" in strategies and "label_margin[power=2]" in strategies
+
+
+def _learner_example() -> str:
+    match = re.search(r"<!-- learner-example -->\s*```python\n(.*?)```", README.read_text(), re.S)
+    assert match, "README lost its learner example"
+    return match.group(1)
+
+
+@pytest.fixture
+def learner_root(tmp_path, monkeypatch):
+    (tmp_path / "learners").mkdir()
+    (tmp_path / "learners" / "nearest_mean.py").write_text(_learner_example())
+    monkeypatch.setenv("ALCBENCH_PLUGIN_PATH", str(tmp_path))
+    registry.refresh()
+    yield tmp_path
+    registry.refresh()
+
+
+def test_readme_learner_is_discovered_with_its_parameters(learner_root):
+    info = registry.discover("learner")["nearest_mean"]
+    assert info.ok and info.origin.endswith("nearest_mean.py")
+    assert info.cls.parameters == {"folds": [2], "temperature": [10.0]}
+    assert registry.create("learner", "nearest_mean[temperature=5]").config.temperature == 5.0
+
+
+def test_readme_learner_gives_out_of_sample_posteriors(learner_root):
+    from benchmark.task import CleaningTask
+
+    rng = np.random.default_rng(0)
+    truth = np.repeat([0, 1, 2], 20)
+    images = (truth[:, None, None] * 100 + rng.integers(0, 30, (60, 6, 6))).astype(np.uint8)
+    noisy = truth.copy()
+    noisy[[0, 25, 50]] = [1, 2, 0]
+    task = CleaningTask(
+        "toy",
+        np.eye(3)[truth],
+        noisy,
+        ("dark", "grey", "light"),
+        load_images=lambda: images,
+    )
+    post = registry.create("learner", "nearest_mean").fit_predict(task, seed=0, progress=False)
+    assert post.probs.shape == (60, 3) and post.stochastic is None
+    np.testing.assert_allclose(post.probs.sum(axis=1), 1.0, rtol=1e-5)
+    # the flipped labels are not memorised: the held-out model predicts the true class
+    assert np.array_equal(post.probs.argmax(axis=1), truth)

@@ -8,7 +8,6 @@ import torch
 
 from benchmark import registry
 from benchmark.dataroot import DataNotFoundError
-from benchmark.learners import BUILTIN_LEARNERS
 from benchmark.learners.resnet50 import (
     ResNet50,
     XRayResNet50,
@@ -57,7 +56,7 @@ def fitted(task: CleaningTask) -> Posteriors:
 
 
 def test_registered_as_a_builtin_learner() -> None:
-    assert ResNet50 in BUILTIN_LEARNERS
+    assert registry.get("learner", "resnet50") is ResNet50
     learner = registry.create("learner", "resnet50[epochs=2]")
     assert isinstance(learner, ResNet50) and learner.params["epochs"] == 2
 
@@ -77,6 +76,30 @@ def test_every_parameter_has_one_default() -> None:
     }
     assert required <= set(ResNet50.parameters)
     assert ResNet50.parameters["init"] == [None]  # from scratch unless an encoder file is given
+
+
+def test_parameters_and_version_are_those_the_posterior_cache_keys_hash() -> None:
+    assert ResNet50().params == {
+        "epochs": 20,
+        "image_size": 256,
+        "crop": 224,
+        "batch_size": 32,
+        "lr": 1e-4,
+        "weight_decay": 1e-4,
+        "folds": 2,
+        "mc_samples": 0,
+        "dropout": 0.0,
+        "init": None,
+        "bf16": True,
+    }
+    assert ResNet50.version == "1"
+
+
+def test_bad_configuration_is_refused_before_any_work() -> None:
+    with pytest.raises(ValueError, match=r"learner resnet50: crop=64 must lie in 1\.\.image_size=32"):
+        _ = ResNet50(**{**FAST, "crop": 64}).config
+    with pytest.raises(ValueError, match="learner resnet50: epochs='x' must be an integer"):
+        _ = ResNet50(epochs="x").config
 
 
 def test_posteriors_are_distributions_over_the_classes(task: CleaningTask, fitted: Posteriors) -> None:

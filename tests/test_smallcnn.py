@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark import registry
-from benchmark.learners import BUILTIN_LEARNERS, smallcnn
-from benchmark.learners.smallcnn import SmallCNN, cross_fit, fold_assignment
+from benchmark import crossfit, registry
+from benchmark.crossfit import fold_assignment
+from benchmark.learners.smallcnn import SmallCNN
 from benchmark.plugins import Posteriors
 from benchmark.task import CleaningTask
 
@@ -20,7 +20,7 @@ N_PER_CLASS, N_CLASSES, SIZE = 32, 3, 16
 #: Small and short enough that a fit takes about a second on a laptop CPU.
 FAST = {"epochs": 4, "width": 8, "batch_size": 16, "lr": 0.05, "mc_samples": 5}
 FLIPPED = np.array([0, 5, 40, 77])
-Prediction = tuple[np.ndarray, np.ndarray]
+Prediction = tuple[np.ndarray, np.ndarray | None]
 
 
 def colour_task(seed: int = 0) -> CleaningTask:
@@ -53,7 +53,8 @@ def fitted(task: CleaningTask) -> Posteriors:
 
 
 def test_registered_as_a_builtin_learner() -> None:
-    assert SmallCNN in BUILTIN_LEARNERS
+    assert registry.get("learner", "smallcnn") is SmallCNN
+    assert registry.discover("learner")["smallcnn"].origin.endswith("benchmark/learners/smallcnn.py")
     assert isinstance(registry.create("learner", "smallcnn[epochs=2]"), SmallCNN)
 
 
@@ -63,57 +64,25 @@ def test_every_parameter_has_one_default() -> None:
     assert required <= set(SmallCNN.parameters)
 
 
-# ----------------------------------------------------------------------------- folds
-
-
-def test_fold_assignment_partitions_samples_evenly_within_each_class() -> None:
-    labels = np.repeat([0, 1, 2], [10, 7, 5])
-    fold_of = fold_assignment(labels, 3, seed=0)
-    assert fold_of.shape == labels.shape and set(fold_of) == {0, 1, 2}
-    sizes = np.bincount(fold_of)
-    assert sizes.max() - sizes.min() <= 1
-    for c in range(3):
-        per_fold = np.bincount(fold_of[labels == c], minlength=3)
-        assert per_fold.max() - per_fold.min() <= 1
-
-
-def test_fold_assignment_is_seeded() -> None:
-    labels = np.arange(40) % 2
-    first = fold_assignment(labels, 2, seed=3)
-    np.testing.assert_array_equal(fold_assignment(labels, 2, seed=3), first)
-    assert not np.array_equal(fold_assignment(labels, 2, seed=4), first)
-
-
-def test_fold_assignment_refuses_a_single_fold() -> None:
-    with pytest.raises(ValueError, match="folds"):
-        fold_assignment(np.zeros(10, dtype=int), 1, seed=0)
-
-
-def test_cross_fit_predicts_each_sample_with_the_model_that_never_saw_it() -> None:
-    labels = np.arange(30) % 3
-    fold_of = fold_assignment(labels, 3, seed=1)
-    trained_on: list[np.ndarray] = []
-
-    def fit_and_predict(train_idx: np.ndarray, test_idx: np.ndarray) -> Prediction:
-        model = len(trained_on)
-        trained_on.append(train_idx)
-        probs = np.zeros((test_idx.size, 4))
-        probs[:, model] = 1.0  # the column says which model made the prediction
-        return probs, np.stack([probs, probs])
-
-    probs, stochastic = cross_fit(fold_of, fit_and_predict)
-    assert probs.shape == (30, 4) and stochastic.shape == (2, 30, 4)
-    model_of = probs.argmax(axis=1)
-    assert probs.sum(axis=1).tolist() == [1.0] * 30  # every sample predicted exactly once
-    for i in range(30):
-        assert i not in trained_on[model_of[i]]
-        assert np.isin(np.flatnonzero(fold_of != fold_of[i]), trained_on[model_of[i]]).all()
-    np.testing.assert_array_equal(stochastic[1], probs)
+def test_parameters_and_version_are_those_the_posterior_cache_keys_hash() -> None:
+    assert SmallCNN().params == {
+        "epochs": 24,
+        "width": 32,
+        "folds": 2,
+        "mc_samples": 10,
+        "batch_size": 64,
+        "lr": 0.05,
+        "weight_decay": 5e-4,
+        "dropout": 0.1,
+        "label_smoothing": 0.2,
+        "bf16": True,
+    }
+    assert SmallCNN.version == "1"
 
 
 def test_fit_predict_uses_out_of_fold_models(task: CleaningTask, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[tuple[np.ndarray, np.ndarray]] = []
-    real_cross_fit = smallcnn.cross_fit
+    real_cross_fit = crossfit.cross_fit
 
     def spy(
         fold_of: np.ndarray, fit_and_predict: Callable[[np.ndarray, np.ndarray], Prediction]
@@ -125,7 +94,7 @@ def test_fit_predict_uses_out_of_fold_models(task: CleaningTask, monkeypatch: py
         np.testing.assert_array_equal(fold_of, fold_assignment(task.noisy_labels, 2, seed=5))
         return real_cross_fit(fold_of, recorded)
 
-    monkeypatch.setattr(smallcnn, "cross_fit", spy)
+    monkeypatch.setattr(crossfit, "cross_fit", spy)
     SmallCNN(**{**FAST, "epochs": 1, "folds": 2}).fit_predict(task, seed=5, progress=False)
     assert len(calls) == 2
     for train_idx, test_idx in calls:
@@ -172,13 +141,12 @@ def test_info_records_accuracies_time_and_device(fitted: Posteriors) -> None:
 
 
 def test_training_loss_falls(task: CleaningTask) -> None:
-    config = smallcnn.TrainConfig.from_params(
-        SmallCNN(**FAST).params, n_classes=N_CLASSES, device=torch.device("cpu")
-    )
+    learner = SmallCNN(**FAST)
     assert task.load_images is not None
-    x = smallcnn._to_tensor(task.load_images(), torch.device("cpu"))
-    y = torch.as_tensor(task.noisy_labels)
-    _, history = smallcnn.train_model(x, y, config, seed=0)
+    with learner.session():
+        x = learner.prepare(task.load_images(), task)
+        learner.train(x, task.noisy_labels, seed=0)
+    history = learner.history
     assert len(history) == FAST["epochs"]
     assert history[-1]["loss"] < 0.7 * history[0]["loss"]
     assert history[-1]["accuracy"] > 0.8

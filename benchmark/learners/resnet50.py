@@ -2,14 +2,15 @@
 
 Bernhardt et al. (2022) trained a ResNet-50, from scratch or from a self-supervised encoder
 trained on NIH images, on 224x224 crops of greyscale radiographs repeated to three channels,
-with Adam and class-balanced sampling. This learner does the same, with the cross-fitting of
-:mod:`benchmark.learners.smallcnn` (``folds`` models, each sample predicted by the model that
-never saw its noisy label) so that the posteriors are out-of-sample.
+with Adam and class-balanced sampling. This learner does the same, cross-fitted by
+:class:`benchmark.crossfit.CrossFitLearner` (``folds`` models, each sample predicted by the
+model that never saw its noisy label) so that the posteriors are out-of-sample.
 
-Pipeline, per batch and on the training device (the uint8 images live there once):
+Pipeline, on the training device (the uint8 images live there once):
 
 - images are resized once to ``image_size`` squared (done by the adapter when it already read
-  them at that size);
+  them at that size), and the per-channel mean and standard deviation are taken over all of
+  them;
 - training: a random resized crop to ``crop`` (area 80-100 %, aspect 3/4-4/3), a rotation of up
   to 10 degrees and brightness/contrast jitter of up to 20 %, as one affine resampling. No
   flips: a chest X-ray is not left/right symmetric (the heart is on the left);
@@ -29,7 +30,8 @@ is as many draws as there are training samples. Adam with a cosine-decayed learn
 SimCLR/BYOL encoder trained on NIH images); nothing is ever downloaded. Its tensors may carry a
 prefix (``encoder.``, ``module.``, ...), which is found and stripped; extra tensors (projection
 heads) are ignored and the final ``fc`` layer always starts afresh, but every backbone tensor
-must be present with the right shape, so a half-loaded encoder is an error, never silent.
+must be present with the right shape, so a half-loaded encoder is an error, never silent. The
+file is read when the fit starts, before the images are loaded.
 
 On a GPU a full fit is minutes per fold (channels_last, bf16 autocast); on a CPU it runs on
 every core and works, but at full size only for a handful of images. Seeded and deterministic:
@@ -39,34 +41,21 @@ PyTorch's deterministic mode is asked for, with warnings where a kernel has no s
 
 from __future__ import annotations
 
-import hashlib
 import math
-import os
-import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import WeightedRandomSampler
-from tqdm.auto import tqdm
 
-from benchmark.dataroot import DataNotFoundError
-from benchmark.learners.smallcnn import (
-    _bf16_supported,
-    _derived_seed,
-    _torch_settings,
-    cross_fit,
-    fold_assignment,
-)
-from benchmark.plugins import Learner, Posteriors
+from benchmark.learners._torch import Encoder, TorchLearner, load_encoder, torchvision_resnet50
 from benchmark.task import CleaningTask
-
-if TYPE_CHECKING:
-    from torchvision.models import ResNet
 
 #: Random resized crop: fraction of the image area kept, and aspect ratio range.
 CROP_SCALE = (0.8, 1.0)
@@ -77,150 +66,153 @@ MAX_JITTER = 0.2
 FEATURES = 2048
 
 
-class ResNet50(Learner):
+class ResNet50(TorchLearner):
     name = "resnet50"
     description = "torchvision ResNet-50 on greyscale X-rays (the paper's CXR model), cross-fitted."
     version = "1"
-    parameters = {
-        "epochs": [20],
-        "image_size": [256],
-        "crop": [224],
-        "batch_size": [32],
-        "lr": [1e-4],
-        "weight_decay": [1e-4],
-        "folds": [2],
-        "mc_samples": [0],
-        "dropout": [0.0],
-        "init": [None],
-        "bf16": [True],
-    }
 
-    def fit_predict(self, task: CleaningTask, *, seed: int, progress: bool = True) -> Posteriors:
-        if task.load_images is None:
-            raise ValueError(f"{task.name}: the resnet50 learner needs images; the task has none")
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        config = ResNetConfig.from_params(self.params, n_classes=task.n_classes, device=device)
-        # Check the encoder file before the (slow) image loading.
-        encoder = load_encoder(Path(config.init)) if config.init is not None else None
-        start = time.perf_counter()
-        images = resize_images(as_uint8_nchw(task.load_images(), task), config.image_size)
-        mean, std = channel_stats(images)
-        labels = task.noisy_labels
-        fold_of = fold_assignment(labels, config.folds, seed=seed)
-        if device.type == "cuda":
-            # cuBLAS is deterministic only with a fixed workspace; read when its handle is made.
-            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    @dataclass(frozen=True)
+    class Config:
+        epochs: int = 20
+        image_size: int = 256
+        crop: int = 224
+        batch_size: int = 32
+        lr: float = 1e-4
+        weight_decay: float = 1e-4
+        folds: int = 2
+        mc_samples: int = 0
+        dropout: float = 0.0
+        init: str | None = None
+        bf16: bool = True
 
-        with _torch_settings(device):
-            x = images.to(device)
-            y = torch.as_tensor(labels, device=device)
-            norm = (mean.to(device), std.to(device))
-            bar = tqdm(
-                total=config.epochs * config.folds,
-                desc=f"resnet50 {task.name}",
-                unit="epoch",
-                disable=not progress,
-                leave=False,
-            )
-            train_acc: list[float] = []
-
-            def fit_and_predict(train_idx: np.ndarray, test_idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-                fold_seed = _derived_seed(seed, len(train_acc))
-                model, history = train_model(
-                    x, y, train_idx, config, norm=norm, seed=fold_seed, encoder=encoder, bar=bar
+        def __post_init__(self) -> None:
+            problems = []
+            if self.epochs < 1:
+                problems.append(f"epochs={self.epochs} must be >= 1")
+            if not 1 <= self.crop <= self.image_size:
+                problems.append(f"crop={self.crop} must lie in 1..image_size={self.image_size}")
+            if self.batch_size < 2:
+                problems.append(f"batch_size={self.batch_size} must be >= 2 (BatchNorm needs two samples)")
+            if not 0.0 <= self.dropout < 1.0:
+                problems.append(f"dropout={self.dropout} must lie in [0, 1)")
+            if self.mc_samples < 0:
+                problems.append(f"mc_samples={self.mc_samples} must be >= 0")
+            if self.mc_samples > 0 and self.dropout == 0.0:
+                problems.append(
+                    f"mc_samples={self.mc_samples} samples the dropout before the last layer, so it "
+                    f"needs dropout > 0, e.g. resnet50[mc_samples={self.mc_samples},dropout=0.2]"
                 )
-                train_acc.append(history[-1]["accuracy"])
-                return predict(model, x, test_idx, config, norm=norm, seed=fold_seed)
+            if problems:
+                raise ValueError("; ".join(problems))
 
-            with bar:
-                probs, stochastic = cross_fit(fold_of, fit_and_predict)
+    #: Set during a fit: the ``init`` encoder (if any) and the dataset's (mean, std) on the device.
+    encoder: Encoder | None = None
+    norm: tuple[torch.Tensor, torch.Tensor] | None = None
 
-        predicted = probs.argmax(axis=1)
-        true = task.true_labels
-        info: dict[str, Any] = {
-            # on the augmented, class-balanced batches of the last epoch, averaged over folds
-            "train_accuracy_noisy": float(np.mean(train_acc)),
-            # out-of-fold: each sample predicted by the model that did not see it
-            "holdout_accuracy_noisy": float(np.mean(predicted == labels)),
-            "accuracy_true": float(np.mean(predicted == true)),
-            "balanced_accuracy_true": float(
-                np.mean([np.mean(predicted[true == c] == c) for c in np.unique(true)])
-            ),
-            "folds": config.folds,
-            "epochs": config.epochs,
+    @contextmanager
+    def session(self) -> Iterator[None]:
+        init = self.config.init
+        self.encoder = load_encoder(Path(init)) if init is not None else None
+        try:
+            with super().session():
+                yield
+        finally:
+            self.encoder = self.norm = None
+
+    def prepare(self, images: np.ndarray, task: CleaningTask) -> torch.Tensor:
+        """(N, ch, image_size, image_size) uint8 on the device; records the channel statistics."""
+        resized = resize_images(as_uint8_nchw(super().prepare(images, task), task), self.config.image_size)
+        mean, std = channel_stats(resized)
+        self.norm = (mean.to(self.device), std.to(self.device))
+        return resized.to(self.device)
+
+    def fit_info(self) -> dict[str, Any]:
+        config = self.config
+        return {
             "image_size": config.image_size,
             "crop": config.crop,
-            "seconds": round(time.perf_counter() - start, 2),
-            "device": str(device),
-            "bf16": config.bf16,
-            "threads": torch.get_num_threads() if device.type == "cpu" else None,
+            **super().fit_info(),
             "init": config.init,
-            "init_sha256": encoder.sha256 if encoder is not None else None,
+            "init_sha256": self.encoder.sha256 if self.encoder is not None else None,
         }
-        return Posteriors(probs=probs, stochastic=stochastic if config.mc_samples else None, info=info)
 
+    def train(self, images: torch.Tensor, labels: np.ndarray, seed: int) -> XRayResNet50:
+        """A fresh :class:`XRayResNet50` trained on ``images`` (n, ch, S, S) uint8 on the device.
 
-# --------------------------------------------------------------------------- configuration
+        Reports per epoch the mean training loss and the accuracy against ``labels`` on the
+        augmented, class-balanced batches.
+        """
+        config, x, norm = self.config, images, self._norm()
+        y = torch.as_tensor(labels, device=self.device)
+        torch.manual_seed(seed)
+        gen = torch.Generator(device="cpu").manual_seed(seed)
+        model = XRayResNet50(self.n_classes, config.dropout)
+        if self.encoder is not None:
+            model.backbone.load_state_dict(self.encoder.state, strict=False)
+        model = model.to(self.device).to(memory_format=torch.channels_last)
+        steps = max(1, x.shape[0] // config.batch_size)
+        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs * steps)
+        sampler = balanced_sampler(labels, num_samples=steps * config.batch_size, generator=gen)
+        model.train()
+        for _ in range(config.epochs):
+            drawn = torch.as_tensor(list(sampler))
+            # Summed on the device and read once per epoch: a read per step would stall a GPU.
+            total_loss = torch.zeros((), device=x.device)
+            correct = torch.zeros((), dtype=torch.int64, device=x.device)
+            for batch in drawn.view(steps, config.batch_size):
+                idx = batch.to(x.device)
+                xb = augment(x[idx], config.crop, gen, norm)
+                yb = y[idx]
+                with self.autocast():
+                    logits = model(xb)
+                loss = F.cross_entropy(logits.float(), yb)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                schedule.step()
+                total_loss += loss.detach()
+                correct += (logits.argmax(1) == yb).sum()
+            self.epoch_done(loss=float(total_loss) / steps, accuracy=int(correct) / drawn.numel())
+        return model
 
+    @torch.no_grad()
+    def predict(
+        self, model: XRayResNet50, images: torch.Tensor, seed: int
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Posteriors (n, C) of the centre crops of ``images``, and (mc_samples, n, C) MC dropout
+        ones (None when ``mc_samples`` is 0).
 
-@dataclass(frozen=True)
-class ResNetConfig:
-    n_classes: int
-    device: torch.device
-    epochs: int
-    image_size: int
-    crop: int
-    batch_size: int
-    lr: float
-    weight_decay: float
-    folds: int
-    mc_samples: int
-    dropout: float
-    init: str | None
-    bf16: bool
+        BatchNorm uses its running statistics. The backbone runs once per image; each MC sample
+        re-runs only the dropout and the final linear layer.
+        """
+        config, norm = self.config, self._norm()
+        model.eval()
+        torch.manual_seed(seed)
+        probs, samples = [], []
+        for chunk in images.split(2 * config.batch_size):
+            xb = centre_crop(chunk, config.crop, norm)
+            with self.autocast():
+                features = model.features(xb)
+            features = features.float()
+            probs.append(torch.softmax(model.backbone.fc(features), dim=1))
+            if config.mc_samples:
+                model.dropout.train()
+                samples.append(
+                    torch.stack(
+                        [torch.softmax(model.head(features), dim=1) for _ in range(config.mc_samples)]
+                    )
+                )
+                model.dropout.eval()
+        p = torch.cat(probs).cpu().numpy().astype(np.float32)
+        if not config.mc_samples:
+            return p, None
+        return p, torch.cat(samples, dim=1).cpu().numpy().astype(np.float32)
 
-    @classmethod
-    def from_params(cls, p: dict[str, Any], *, n_classes: int, device: torch.device) -> ResNetConfig:
-        config = cls(
-            n_classes=n_classes,
-            device=device,
-            epochs=int(p["epochs"]),
-            image_size=int(p["image_size"]),
-            crop=int(p["crop"]),
-            batch_size=int(p["batch_size"]),
-            lr=float(p["lr"]),
-            weight_decay=float(p["weight_decay"]),
-            folds=int(p["folds"]),
-            mc_samples=int(p["mc_samples"]),
-            dropout=float(p["dropout"]),
-            init=None if p["init"] in (None, "") else str(p["init"]),
-            bf16=bool(p["bf16"]) and _bf16_supported(device),
-        )
-        config.validate()
-        return config
-
-    def validate(self) -> None:
-        problems = []
-        if self.epochs < 1:
-            problems.append(f"epochs={self.epochs} must be >= 1")
-        if not 1 <= self.crop <= self.image_size:
-            problems.append(f"crop={self.crop} must lie in 1..image_size={self.image_size}")
-        if self.batch_size < 2:
-            problems.append(f"batch_size={self.batch_size} must be >= 2 (BatchNorm needs two samples)")
-        if not 0.0 <= self.dropout < 1.0:
-            problems.append(f"dropout={self.dropout} must lie in [0, 1)")
-        if self.mc_samples < 0:
-            problems.append(f"mc_samples={self.mc_samples} must be >= 0")
-        if self.mc_samples > 0 and self.dropout == 0.0:
-            problems.append(
-                f"mc_samples={self.mc_samples} samples the dropout before the last layer, so it needs "
-                f"dropout > 0, e.g. resnet50[mc_samples={self.mc_samples},dropout=0.2]"
-            )
-        if problems:
-            raise ValueError("resnet50: " + "; ".join(problems))
-
-    def autocast(self) -> torch.autocast:
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
+    def _norm(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.norm is None:
+            raise RuntimeError("resnet50: prepare() sets the normalisation; call it first")
+        return self.norm
 
 
 # --------------------------------------------------------------------------- images
@@ -359,7 +351,7 @@ class XRayResNet50(nn.Module):
 
     def __init__(self, n_classes: int, dropout: float) -> None:
         super().__init__()
-        self.backbone = _torchvision_resnet50(n_classes)
+        self.backbone = torchvision_resnet50(n_classes)
         self.dropout = nn.Dropout(dropout)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
@@ -373,195 +365,3 @@ class XRayResNet50(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
-
-
-def _torchvision_resnet50(n_classes: int) -> ResNet:
-    # Imported here: torchvision takes a second to import, and listing plugins should not pay it.
-    import torchvision
-
-    return torchvision.models.resnet50(weights=None, num_classes=n_classes)
-
-
-@dataclass(frozen=True)
-class Encoder:
-    """Backbone tensors read from an ``init`` file, keyed as in torchvision's ResNet-50."""
-
-    path: Path
-    state: dict[str, torch.Tensor]
-    sha256: str
-
-
-def load_encoder(path: Path) -> Encoder:
-    """Read and check a ResNet-50 encoder state dict (see the module docstring).
-
-    Raises:
-        DataNotFoundError: the file does not exist.
-        ValueError: the file is not a state dict, or lacks backbone tensors, or has tensors of
-            the wrong shape; the message names the file.
-    """
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise DataNotFoundError(
-            f"resnet50 init file {path} not found. It should hold the state dict of a torchvision "
-            "ResNet-50 encoder, saved with torch.save(model.state_dict(), path); no weights are "
-            "downloaded. Use init=None to train from scratch."
-        )
-    try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise ValueError(f"resnet50 init file {path} cannot be read as a torch state dict: {e}") from e
-    state = _find_state_dict(loaded)
-    if state is None:
-        raise ValueError(
-            f"resnet50 init file {path} holds no state dict (a mapping of names to tensors, "
-            "possibly under 'state_dict' or 'model')"
-        )
-    reference = {k: v for k, v in _torchvision_resnet50(1000).state_dict().items() if not k.startswith("fc.")}
-    prefix = max(
-        _prefixes(state), key=lambda p: sum(k[len(p) :] in reference for k in state if k.startswith(p))
-    )
-    backbone = {
-        k[len(prefix) :]: v
-        for k, v in state.items()
-        if k.startswith(prefix) and k[len(prefix) :] in reference
-    }
-    if not backbone:
-        shown = ", ".join(list(state)[:5])
-        raise ValueError(
-            f"resnet50 init file {path} holds no torchvision ResNet-50 tensors (its first keys: {shown})"
-        )
-    wrong = [
-        f"{k} {tuple(v.shape)} != {tuple(reference[k].shape)}"
-        for k, v in backbone.items()
-        if v.shape != reference[k].shape
-    ]
-    if wrong:
-        raise ValueError(
-            f"resnet50 init file {path} does not fit a ResNet-50 (prefix {prefix!r}): "
-            f"{len(wrong)} tensors have the wrong shape, e.g. {'; '.join(wrong[:3])}"
-        )
-    missing = [k for k in reference if k not in backbone and not k.endswith("num_batches_tracked")]
-    if missing:
-        raise ValueError(
-            f"resnet50 init file {path} lacks {len(missing)} of the ResNet-50 backbone tensors "
-            f"(prefix {prefix!r}), e.g. {', '.join(missing[:3])}; refusing a half-initialised encoder"
-        )
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    return Encoder(
-        path=path,
-        state={k: v.float() if v.is_floating_point() else v for k, v in backbone.items()},
-        sha256=digest,
-    )
-
-
-def _find_state_dict(obj: Any) -> dict[str, torch.Tensor] | None:
-    if isinstance(obj, dict):
-        tensors = {k: v for k, v in obj.items() if isinstance(k, str) and isinstance(v, torch.Tensor)}
-        if tensors:
-            return tensors
-        for key in ("state_dict", "model", "model_state_dict", "encoder", "network"):
-            found = _find_state_dict(obj.get(key))
-            if found:
-                return found
-    return None
-
-
-def _prefixes(state: dict[str, torch.Tensor]) -> set[str]:
-    """Candidate key prefixes: whatever precedes a key ending in ``conv1.weight``, and none."""
-    suffix = "conv1.weight"
-    return {""} | {k[: -len(suffix)] for k in state if k.endswith(suffix)}
-
-
-# --------------------------------------------------------------------------- training
-
-
-def train_model(
-    x: torch.Tensor,
-    y: torch.Tensor,
-    train_idx: np.ndarray,
-    config: ResNetConfig,
-    *,
-    norm: tuple[torch.Tensor, torch.Tensor],
-    seed: int,
-    encoder: Encoder | None = None,
-    bar: Any = None,
-) -> tuple[XRayResNet50, list[dict[str, float]]]:
-    """Train a fresh :class:`XRayResNet50` on the images ``x[train_idx]`` (uint8, on the device).
-
-    Returns:
-        The model, and per epoch the mean training loss and the accuracy against ``y`` on the
-        augmented, class-balanced batches.
-    """
-    torch.manual_seed(seed)
-    gen = torch.Generator(device="cpu").manual_seed(seed)
-    model = XRayResNet50(config.n_classes, config.dropout)
-    if encoder is not None:
-        model.backbone.load_state_dict(encoder.state, strict=False)
-    model = model.to(config.device).to(memory_format=torch.channels_last)
-    steps = max(1, len(train_idx) // config.batch_size)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs * steps)
-    labels = y[torch.as_tensor(train_idx, device=y.device)].cpu().numpy()
-    sampler = balanced_sampler(labels, num_samples=steps * config.batch_size, generator=gen)
-    train_idx_t = torch.as_tensor(train_idx)
-    history: list[dict[str, float]] = []
-    model.train()
-    for _ in range(config.epochs):
-        drawn = train_idx_t[torch.as_tensor(list(sampler))]
-        # Summed on the device and read once per epoch: a read per step would stall a GPU.
-        total_loss = torch.zeros((), device=x.device)
-        correct = torch.zeros((), dtype=torch.int64, device=x.device)
-        for batch in drawn.view(steps, config.batch_size):
-            idx = batch.to(x.device)
-            xb = augment(x[idx], config.crop, gen, norm)
-            yb = y[idx]
-            with config.autocast():
-                logits = model(xb)
-            loss = F.cross_entropy(logits.float(), yb)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            total_loss += loss.detach()
-            correct += (logits.argmax(1) == yb).sum()
-        history.append({"loss": float(total_loss) / steps, "accuracy": int(correct) / drawn.numel()})
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(loss=f"{history[-1]['loss']:.3f}", acc=f"{history[-1]['accuracy']:.3f}")
-    return model, history
-
-
-@torch.no_grad()
-def predict(
-    model: XRayResNet50,
-    x: torch.Tensor,
-    idx: np.ndarray,
-    config: ResNetConfig,
-    *,
-    norm: tuple[torch.Tensor, torch.Tensor],
-    seed: int,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Posteriors (n, C) of the centre crops of ``x[idx]``, and (mc_samples, n, C) MC dropout ones.
-
-    BatchNorm uses its running statistics. The backbone runs once per image; each MC sample
-    re-runs only the dropout and the final linear layer.
-    """
-    model.eval()
-    torch.manual_seed(seed)
-    probs, samples = [], []
-    for chunk in torch.as_tensor(idx).split(2 * config.batch_size):
-        xb = centre_crop(x[chunk.to(x.device)], config.crop, norm)
-        with config.autocast():
-            features = model.features(xb)
-        features = features.float()
-        probs.append(torch.softmax(model.backbone.fc(features), dim=1))
-        model.dropout.train()
-        samples.append(
-            torch.stack([torch.softmax(model.head(features), dim=1) for _ in range(config.mc_samples)])
-            if config.mc_samples
-            else features.new_zeros((0, features.shape[0], config.n_classes))
-        )
-        model.dropout.eval()
-    p = torch.cat(probs)
-    stochastic = torch.cat(samples, dim=1)
-    return p.cpu().numpy().astype(np.float32), stochastic.cpu().numpy().astype(np.float32)
