@@ -16,6 +16,7 @@ Every file is replaced atomically, so an interrupted run never leaves a half-wri
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -77,9 +78,6 @@ CURVE_COLUMNS = (
 def provenance() -> dict[str, str]:
     """Code and package versions recorded with every run (no timestamps: tables stay identical
     across reruns of the same code)."""
-    import cleanlab
-    import torch
-
     commit = _git("rev-parse", "--short=12", "HEAD") or "unknown"
     # Only code counts as a local change: results/ is what runs write.
     if _git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results"):
@@ -88,13 +86,22 @@ def provenance() -> dict[str, str]:
         "alcbench_version": benchmark.__version__,
         "commit": commit,
         "numpy_version": np.__version__,
-        "torch_version": torch.__version__,
-        "cleanlab_version": cleanlab.__version__,
+        "torch_version": _installed_version("torch"),
+        "cleanlab_version": _installed_version("cleanlab"),
     }
 
 
 #: The run-table columns that describe the code that produced a row rather than its result.
 PROVENANCE_COLUMNS = ("alcbench_version", "commit", "numpy_version", "torch_version", "cleanlab_version")
+
+
+def _installed_version(distribution: str) -> str:
+    """The installed version of a package, read from its metadata without importing it ("" when
+    it is not installed: torch is an optional extra)."""
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return ""
 
 
 def _git(*args: str) -> str:
