@@ -6,11 +6,15 @@ import argparse
 import os
 import sys
 import time
+import warnings
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import benchmark
 from benchmark import registry
+from benchmark.config import MAX_SEEDS
 from benchmark.dataroot import user_cache_dir
 from benchmark.metrics import DEFAULT_TARGET_ACCURACY
 
@@ -34,24 +38,58 @@ class UsageError(Exception):
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        try:
+            return int(args.func(args))
+        except (
+            UsageError,
+            registry.UnknownPluginError,
+            registry.PluginLoadError,
+            ValueError,
+            OSError,
+        ) as exc:
+            print(f"alcbench: error: {exc}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print("alcbench: interrupted; finished cells are kept (rerun with --resume)", file=sys.stderr)
+            return 130
+
+
+def _show_warning(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> None:
+    """Warnings as one line on stderr, like the command's errors."""
+    print(f"alcbench: warning: {message}", file=sys.stderr)
+
+
+def _count(minimum: int, *, also: tuple[int, ...] = (), what: str = "") -> Any:
+    """An argparse type: an integer >= ``minimum`` (or one of ``also``)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer{what}") from None
+        if value < minimum and value not in also:
+            raise argparse.ArgumentTypeError(f"{value} is not allowed{what}")
+        return value
+
+    return parse
+
+
+def _percent(text: str) -> float:
+    """An argparse type: a label accuracy in % (0, 100]."""
     try:
-        return int(args.func(args))
-    except (
-        UsageError,
-        registry.UnknownPluginError,
-        registry.PluginLoadError,
-        ValueError,
-        FileNotFoundError,
-    ) as exc:
-        print(f"alcbench: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("alcbench: interrupted; finished cells are kept (rerun with --resume)", file=sys.stderr)
-        return 130
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value <= 100:
+        raise argparse.ArgumentTypeError(f"{value:g} is not a label accuracy in % (0 < target <= 100)")
+    return value
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="alcbench", description="Benchmark suite for active label cleaning.")
+    p.add_argument("--version", action="version", version=f"alcbench {benchmark.__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     ls = sub.add_parser("list", help="list datasets, strategies and learners")
@@ -107,7 +145,7 @@ def _parser() -> argparse.ArgumentParser:
     fit.set_defaults(func=cmd_fit)
 
     rep = sub.add_parser("report", help="rebuild leaderboard tables and plots from a results folder")
-    rep.add_argument("dir", type=Path)
+    rep.add_argument("dir", type=Path, help="results folder holding runs.parquet and curves.parquet")
     rep.set_defaults(func=cmd_report)
     return p
 
@@ -126,20 +164,32 @@ def _inputs(p: argparse.ArgumentParser) -> None:
 
 
 def _common(p: argparse.ArgumentParser, default_out: Path | None) -> None:
-    p.add_argument("--seeds", default="0-4", help="e.g. 0-4 or 0,2,5 (default 0-4)")
-    p.add_argument("--out", type=Path, default=default_out, required=default_out is None)
+    p.add_argument("--seeds", default="0-4", help=f"e.g. 0-4 or 0,2,5 (default 0-4; at most {MAX_SEEDS:,})")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=default_out,
+        required=default_out is None,
+        help="results folder: cell files, tables, leaderboard and plots"
+        + (f" (default {default_out})" if default_out is not None else ""),
+    )
     _inputs(p)
-    p.add_argument("--jobs", type=int, default=1, help="parallel worker processes for cells (-1: all cores)")
+    p.add_argument(
+        "--jobs",
+        type=_count(1, also=(-1,), what=": --jobs takes a number of processes >= 1, or -1 for all cores"),
+        default=1,
+        help="parallel worker processes for cells (-1: all cores)",
+    )
     p.add_argument("--resume", action="store_true", help="reuse cells already finished in --out")
     p.add_argument(
         "--target",
-        type=float,
+        type=_percent,
         default=DEFAULT_TARGET_ACCURACY,
         help="target label accuracy %% for 'annotations to target' (default 95)",
     )
     p.add_argument(
         "--active-every",
-        type=int,
+        type=_count(0, what=": --active-every takes a number of annotations >= 1, or 0 for static runs only"),
         default=0,
         metavar="B",
         help="also run each model-based strategy actively (paper's Algorithm 1): re-fit the learner "
@@ -193,19 +243,24 @@ def _execute(
     suite: bool,
     preload_failures: Sequence[str] = (),
 ) -> int:
+    import pandas as pd
+
     from benchmark import results, runner
     from benchmark.config import parse_seeds
     from benchmark.report import write_report
 
     seeds = parse_seeds(args.seeds)
-    # Unknown names and bad parameters fail here, before any work.
-    for kind, specs in (
-        ("dataset", [dataset for dataset, _ in grid]),
-        ("strategy", strategies),
-        ("learner", [s.learner for _, sources in grid for s in sources if s.learner is not None]),
-    ):
-        for spec in specs:
-            registry.create(kind, spec)
+    # Unknown names and bad parameters fail here, before any work; every spec is recorded in
+    # its canonical form, so that two spellings of one configuration are one cell.
+    grid = [
+        (
+            _canonical("dataset", dataset),
+            [replace(s, learner=_canonical("learner", s.learner)) if s.learner else s for s in sources],
+        )
+        for dataset, sources in grid
+    ]
+    strategies = list(dict.fromkeys(_canonical("strategy", spec) for spec in strategies))
+    results.check_writable(args.out)
     cache_dir, extra = _cache_dirs(args, suite=suite)
     progress = not args.no_progress
     started = time.perf_counter()
@@ -223,18 +278,31 @@ def _execute(
     )
     jobs = (os.cpu_count() or 1) if args.jobs == -1 else args.jobs
     rows = runner.execute(plan, args.out, jobs=jobs, resume=args.resume, progress=progress)
-    runs, curves = results.write_tables(args.out, rows, merge=not suite)
-    dropped = results.write_skipped_inputs(args.out, plan.tasks)
-    refit_timings = results.write_refit_timings(args.out, plan.configs)
-    written = write_report(args.out, runs, curves)
+    # Several commands may write into one folder: the tables are merged under a lock.
+    with results.locked(args.out):
+        update = results.write_tables(args.out, rows, merge=not suite)
+        dropped = results.write_skipped_inputs(args.out, plan.tasks)
+        refit_timings = results.write_refit_timings(args.out, plan.configs)
+        written = write_report(args.out, update.runs, update.curves)
     elapsed = time.perf_counter() - started
-    ok = int((runs["status"] == "ok").sum())
-    skipped = runs[runs["status"] == "skipped"]
-    failed = runs[runs["status"] == "failed"]
+    mine = pd.DataFrame(rows)
+    ok = int((mine["status"] == "ok").sum())
+    skipped = mine[mine["status"] == "skipped"]
+    failed = mine[mine["status"] == "failed"]
     print(
         f"{ok} cells ok, {len(skipped)} skipped, {len(failed)} failed in {elapsed:.1f} s; "
-        f"results in {args.out} ({len(written)} report files)"
+        f"results in {args.out} ({len(written)} report files"
+        + (f", {update.kept} rows of earlier runs kept" if update.kept else "")
+        + ")"
     )
+    for what, frame in (("replaced by this run", update.replaced), ("dropped", update.dropped)):
+        if len(frame):
+            groups = sorted({f"{d} / {ln}" for d, ln in zip(frame["dataset"], frame["learner"], strict=True)})
+            shown = "; ".join(groups[:4]) + (f"; and {len(groups) - 4} more" if len(groups) > 4 else "")
+            print(
+                f"  {len(frame)} rows of earlier runs in {args.out} were {what} ({shown}); "
+                f"their cell files stay in {args.out / 'cells'}"
+            )
     for label, frame in (("skipped", skipped), ("FAILED", failed)):
         # One entry per distinct reason: a missing image folder skips many cells at once.
         for error, group in frame.groupby("error", sort=True):
@@ -262,8 +330,16 @@ def _execute(
     return 1 if len(failed) or preload_failures else 0
 
 
+def _canonical(kind: str, spec: str) -> str:
+    """The canonical spec of the configured plugin (raises for unknown names and bad values)."""
+    return str(registry.create(kind, spec).spec)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from benchmark.config import Source
+    from benchmark.results import check_writable
+
+    check_writable(args.out)
 
     for spec in args.strategy:
         registry.create("strategy", spec)
@@ -281,6 +357,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_suite(args: argparse.Namespace) -> int:
     from benchmark.config import Source
+    from benchmark.results import check_writable
+
+    check_writable(args.out)
     from benchmark.suite import expand, learners_for
 
     datasets, failed_d = expand("dataset", tuple(args.datasets) if args.datasets else None)

@@ -78,21 +78,37 @@ class Source:
         return self.learner
 
 
+#: The most seeds one command runs: each seed is a full set of cells (and of learner fits).
+MAX_SEEDS = 1000
+
+
 def parse_seeds(text: str) -> list[int]:
-    """``"0-4"`` -> [0, 1, 2, 3, 4]; ``"0,3,7"`` -> [0, 3, 7]; ranges and lists combine."""
-    seeds: list[int] = []
+    """``"0-4"`` -> [0, 1, 2, 3, 4]; ``"0,3,7"`` -> [0, 3, 7]; ranges and lists combine.
+
+    Raises:
+        ValueError: unreadable text, or more than :data:`MAX_SEEDS` seeds.
+    """
+    seeds: set[int] = set()
     try:
         for part in filter(None, (p.strip() for p in text.split(","))):
             lo, sep, hi = part.partition("-")
             first, last = int(lo), int(hi if sep else lo)
             if first < 0 or last < first:
                 raise ValueError(part)
-            seeds.extend(range(first, last + 1))
+            if last - first + 1 > MAX_SEEDS:
+                seeds.update(range(first, first + MAX_SEEDS + 1))
+                break
+            seeds.update(range(first, last + 1))
     except ValueError as exc:
         raise ValueError(f"cannot read seeds {text!r}: expected e.g. 0-4 or 0,1,2") from exc
     if not seeds:
         raise ValueError(f"no seeds in {text!r}")
-    return sorted(set(seeds))
+    if len(seeds) > MAX_SEEDS:
+        raise ValueError(
+            f"--seeds {text} asks for more than {MAX_SEEDS:,} seeds; every seed is a full set of cells "
+            "and learner fits: run them in batches (e.g. 0-999, then 1000-1999) into the same --out"
+        )
+    return sorted(seeds)
 
 
 def sha256_file(path: Path) -> str:

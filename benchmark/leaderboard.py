@@ -27,6 +27,7 @@ import pandas as pd
 from scipy import stats
 
 from benchmark.metrics import annotations_to_reach, curve_on_grid
+from benchmark.params import spec_sort_key
 from benchmark.results import CELL, CURVE_COLUMNS, GROUP, RUN_COLUMNS
 
 #: The baseline efficiency is measured against: the strategy spec exactly ``"random"``.
@@ -235,12 +236,24 @@ def leaderboard(runs: pd.DataFrame, curves: pd.DataFrame) -> pd.DataFrame:
     for col in ("n_samples", "n_classes", "budget"):
         table[col] = table[col].round().astype("Int64")  # counts, NA where a run lacks them
 
-    table = table.sort_values(
-        [*GROUP, "auc_mean", "strategy"], ascending=[True, True, False, True], kind="mergesort"
-    ).reset_index(drop=True)
+    # Groups in natural order (T=2 before T=10), then by AUC, best first.
+    groups = list(zip(table["dataset"], table["learner"], strict=True))
+    group_rank = {g: i for i, g in enumerate(sorted(set(groups), key=group_key))}
+    table = (
+        table.assign(_group=[group_rank[g] for g in groups])
+        .sort_values(["_group", "auc_mean", "strategy"], ascending=[True, False, True], kind="mergesort")
+        .drop(columns="_group")
+        .reset_index(drop=True)
+    )
     table["rank"] = table.groupby(GROUP)["auc_mean"].rank(method="min", ascending=False).astype(np.int64)
     first = [*GROUP, "rank", "strategy", "n_seeds", "n_failed", "n_skipped", *GROUP_INFO]
     return table[first + [c for c in table.columns if c not in first]]
+
+
+def group_key(group: tuple[str, str]) -> tuple[object, ...]:
+    """Sort key of a (dataset, learner) group: parameters compared as numbers, so that
+    ``cifar10h[temperature=2]`` comes before ``cifar10h[temperature=10]``."""
+    return (spec_sort_key(str(group[0])), spec_sort_key(str(group[1])))
 
 
 def is_finite(v: object) -> bool:

@@ -1,9 +1,13 @@
 """Base classes for the three kinds of plugin: datasets, strategies and learners.
 
-A plugin is a small class with a ``name``, a one-line ``description`` and a ``parameters``
-grid (each parameter maps to the list of values the default suite runs; the first is the
-default). Instances are cheap and do no work in ``__init__``; a configured instance is named by
-its *spec*, ``name[key=value,...]``, which is what tables and caches record.
+A plugin is a small class with a ``name``, a one-line ``description`` and ``parameters``: each
+parameter maps to the list of values the default suite runs (the first is the default), either
+a plain list, whose values also tell the parameter's type, or a :class:`Param`, which declares
+the type and the allowed values once. Every value is checked and converted to its type when an
+instance is made, so a bad value is an error naming the plugin, the parameter, the value and
+what is allowed, before any work starts. Instances are cheap and do no other work in
+``__init__``; a configured instance is named by its canonical *spec*, ``name[key=value,...]``,
+which is what tables and caches record.
 """
 
 from __future__ import annotations
@@ -16,7 +20,20 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from benchmark.params import Param, format_spec, format_value, parse_spec
 from benchmark.task import CleaningTask
+
+__all__ = [
+    "Dataset",
+    "Learner",
+    "Param",
+    "Plugin",
+    "Posteriors",
+    "ScoringContext",
+    "Strategy",
+    "format_spec",
+    "parse_spec",
+]
 
 
 class Plugin:
@@ -26,14 +43,27 @@ class Plugin:
     parameters: ClassVar[dict[str, list[Any]]] = {}
 
     def __init__(self, **params: Any) -> None:
-        unknown = sorted(set(params) - set(self.parameters))
+        declared = self.declared()
+        unknown = sorted(set(params) - set(declared))
         if unknown:
-            known = ", ".join(sorted(self.parameters)) or "none"
+            known = ", ".join(sorted(declared)) or "none"
             raise ValueError(
                 f"{self.kind} {self.name!r} has no parameter {', '.join(unknown)} (parameters: {known})"
             )
-        self.params: dict[str, Any] = {k: v[0] for k, v in self.parameters.items()}
-        self.params.update(params)
+        self.params: dict[str, Any] = {k: v[0] for k, v in declared.items()}
+        for key, value in params.items():
+            try:
+                self.params[key] = declared[key].check(value)
+            except ValueError as exc:
+                raise ValueError(
+                    f"{self.kind} {self.name}: {key}={format_value(value)} is not allowed ({exc}): "
+                    f"{key} must be {declared[key].allowed()}"
+                ) from None
+
+    @classmethod
+    def declared(cls) -> dict[str, Param]:
+        """Every parameter as a :class:`Param` (plain lists converted)."""
+        return {k: Param.of(v) for k, v in cls.parameters.items()}
 
     @property
     def spec(self) -> str:
@@ -200,48 +230,3 @@ class Learner(Plugin):
         active loop of the paper's Algorithm 1. This default fits from scratch on the
         relabelled task; learners that can fine-tune their last weights override it."""
         return self.fit_predict(replace(task, noisy_labels=labels), seed=seed, progress=progress)
-
-
-def format_spec(name: str, params: dict[str, Any]) -> str:
-    if not params:
-        return name
-    inner = ",".join(f"{k}={_format_value(v)}" for k, v in sorted(params.items()))
-    return f"{name}[{inner}]"
-
-
-def _format_value(v: Any) -> str:
-    if isinstance(v, float) and v.is_integer():
-        return str(int(v))
-    return str(v)
-
-
-def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
-    """``"eq2[hinge=True]"`` -> ``("eq2", {"hinge": True})``; values are parsed as
-    int, float, bool or None where they look like one, else kept as strings."""
-    spec = spec.strip()
-    if "[" not in spec:
-        return spec, {}
-    if not spec.endswith("]"):
-        raise ValueError(f"malformed spec {spec!r}: expected name[key=value,...]")
-    name, inner = spec[:-1].split("[", 1)
-    params: dict[str, Any] = {}
-    for item in filter(None, (s.strip() for s in inner.split(","))):
-        if "=" not in item:
-            raise ValueError(f"malformed parameter {item!r} in {spec!r}: expected key=value")
-        key, value = (s.strip() for s in item.split("=", 1))
-        params[key] = _parse_value(value)
-    return name.strip(), params
-
-
-def _parse_value(text: str) -> Any:
-    lowered = text.lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    if lowered == "none":
-        return None
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return text

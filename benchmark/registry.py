@@ -29,6 +29,7 @@ import importlib.util
 import inspect
 import sys
 import traceback
+import warnings
 from dataclasses import dataclass, field, replace
 from functools import cache
 from importlib.metadata import entry_points
@@ -56,6 +57,10 @@ class UnknownPluginError(LookupError):
 
 class PluginLoadError(RuntimeError):
     """The plugin exists but its file or entry point failed to import."""
+
+
+class PluginNameClash(UserWarning):
+    """Two plugins of one kind share a name; the first found is used."""
 
 
 @dataclass(frozen=True)
@@ -100,6 +105,12 @@ def _discover(kind: str, roots: tuple[Path, ...]) -> dict[str, PluginInfo]:
             found[info.name] = info
         else:
             found[info.name] = replace(first, shadows=(*first.shadows, info.origin))
+            warnings.warn(
+                f"two {FOLDERS[kind]} are called {info.name!r}: using the one from {first.origin}; "
+                f"the one from {info.origin} is not loaded (rename one of them)",
+                PluginNameClash,
+                stacklevel=2,
+            )
 
     for root in roots:
         folder = root / FOLDERS[kind]
@@ -112,7 +123,7 @@ def _discover(kind: str, roots: tuple[Path, ...]) -> dict[str, PluginInfo]:
         origin = f"entry point {ep.value} ({ep.dist.name if ep.dist else 'unknown package'})"
         try:
             obj = ep.load()
-        except Exception as exc:  # a broken third-party plugin must not stop the others
+        except (Exception, SystemExit) as exc:  # a broken plugin must not stop the others
             add(PluginInfo(kind, ep.name, origin, error=_describe(exc)))
             continue
         if not (inspect.isclass(obj) and issubclass(obj, KINDS[kind])):
@@ -142,7 +153,7 @@ def _load_file(kind: str, root: Path, path: Path) -> list[PluginInfo]:
             except BaseException:
                 sys.modules.pop(module_name, None)
                 raise
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:
         return [PluginInfo(kind, path.stem, str(path), error=_describe(exc))]
     base = KINDS[kind]
     classes = [

@@ -21,7 +21,7 @@ import pandas as pd
 
 from benchmark import plots
 from benchmark.atomic import write_bytes
-from benchmark.leaderboard import curve_bands, group_info, is_finite, leaderboard
+from benchmark.leaderboard import curve_bands, group_info, group_key, is_finite, leaderboard
 from benchmark.plots import format_pm
 from benchmark.results import CELL, GROUP
 
@@ -175,7 +175,9 @@ class _Section:
 
 def _sections(runs: pd.DataFrame, board: pd.DataFrame) -> list[_Section]:
     """One section per group seen in ``runs``, including groups none of whose runs succeeded."""
-    groups = sorted({(str(d), str(learner)) for d, learner in runs[GROUP].itertuples(index=False)})
+    groups = sorted(
+        {(str(d), str(learner)) for d, learner in runs[GROUP].itertuples(index=False)}, key=group_key
+    )
     names = _group_file_names(groups)
     info = {
         (str(r["dataset"]), str(r["learner"])): {str(k): v for k, v in r.items()}

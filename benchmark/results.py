@@ -16,10 +16,15 @@ Every file is replaced atomically, so an interrupted run never leaves a half-wri
 
 from __future__ import annotations
 
+import fcntl
 import importlib.metadata
 import json
+import os
 import subprocess
-from collections.abc import Mapping, Sequence
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -30,6 +35,7 @@ import pandas as pd
 import benchmark
 from benchmark.atomic import atomic_path, write_bytes
 from benchmark.config import CellConfig
+from benchmark.params import spec_order
 from benchmark.task import CleaningTask
 
 CELLS = "cells"
@@ -74,13 +80,21 @@ CURVE_COLUMNS = (
 # Provenance
 
 
-@lru_cache(maxsize=1)
 def provenance() -> dict[str, str]:
     """Code and package versions recorded with every run (no timestamps: tables stay identical
-    across reruns of the same code)."""
+    across reruns of the same code). ``commit`` ends in ``-dirty`` when code differs from it,
+    untracked code files (a new plugin, say) included; ``plugin_path`` lists the extra plugin
+    folders, whose files no commit of this project describes."""
+    return {**_code_versions(), "plugin_path": os.environ.get("ALCBENCH_PLUGIN_PATH", "")}
+
+
+@lru_cache(maxsize=1)
+def _code_versions() -> dict[str, str]:
     commit = _git("rev-parse", "--short=12", "HEAD") or "unknown"
     # Only code counts as a local change: results/ is what runs write.
-    if _git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results"):
+    changed = _git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results")
+    untracked = _git("status", "--porcelain", "--untracked-files=all", "--", "*.py", ":(exclude)results")
+    if changed or untracked:
         commit += "-dirty"
     return {
         "alcbench_version": benchmark.__version__,
@@ -92,7 +106,14 @@ def provenance() -> dict[str, str]:
 
 
 #: The run-table columns that describe the code that produced a row rather than its result.
-PROVENANCE_COLUMNS = ("alcbench_version", "commit", "numpy_version", "torch_version", "cleanlab_version")
+PROVENANCE_COLUMNS = (
+    "alcbench_version",
+    "commit",
+    "numpy_version",
+    "torch_version",
+    "cleanlab_version",
+    "plugin_path",
+)
 
 
 def _installed_version(distribution: str) -> str:
@@ -156,17 +177,38 @@ def write_cell(
 
 
 def finished_row(out_dir: Path, config: CellConfig) -> dict[str, Any] | None:
-    """The stored row of a cell that already finished (ok or skipped), else None."""
+    """The stored row of a cell that already finished (ok or skipped), else None.
+
+    The files are checked before they are trusted: a row that cannot be read, belongs to
+    another configuration, or (when ok) lacks a readable curve of its own is not finished,
+    and the cell runs again.
+    """
     path = out_dir / CELLS / f"{config.hash}.json"
     if not path.is_file():
         return None
     try:
         row = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
-    if row.get("status") == "ok" and not (out_dir / CELLS / f"{config.hash}.curve.parquet").is_file():
+    if not isinstance(row, dict) or row.get("config_hash") != config.hash:
+        return None
+    if row.get("status") == "ok" and not _curve_is_whole(
+        out_dir / CELLS / f"{config.hash}.curve.parquet", config
+    ):
         return None
     return row if row.get("status") in ("ok", "skipped") else None
+
+
+def _curve_is_whole(path: Path, config: CellConfig) -> bool:
+    """Whether ``path`` is a readable curve of ``config``'s cell: steps 0..n-1 in order."""
+    try:
+        curve = pd.read_parquet(path)
+    except Exception:  # missing, truncated or not parquet at all
+        return False
+    if not len(curve) or not set(CURVE_COLUMNS) <= set(curve.columns):
+        return False
+    steps = curve["step"].to_numpy()
+    return bool((curve["config_hash"] == config.hash).all() and np.array_equal(steps, np.arange(len(curve))))
 
 
 def _json_default(value: Any) -> Any:
@@ -179,13 +221,34 @@ def _json_default(value: Any) -> Any:
 # Tables
 
 
-def write_tables(
-    out_dir: Path, rows: Sequence[dict[str, Any]], *, merge: bool = False
-) -> tuple[pd.DataFrame, pd.DataFrame]:
+@dataclass(frozen=True)
+class TableUpdate:
+    """What :func:`write_tables` wrote, and what it did with the rows already there.
+
+    Attributes:
+        runs, curves: the tables as written.
+        kept: rows of earlier runs kept beside this run's.
+        replaced: earlier rows replaced by a row of this run for the same dataset, learner,
+            strategy and seed, but another configuration (changed posteriors, target, ...).
+        dropped: earlier rows left out because this run is a whole suite (``merge=False``).
+    """
+
+    runs: pd.DataFrame
+    curves: pd.DataFrame
+    kept: int
+    replaced: pd.DataFrame
+    dropped: pd.DataFrame
+
+
+def write_tables(out_dir: Path, rows: Sequence[dict[str, Any]], *, merge: bool = False) -> TableUpdate:
     """Writes runs.parquet, runs.csv and curves.parquet for ``rows`` (curves from the cells).
 
-    With ``merge``, rows of other configurations already in the tables are kept, so that
-    several ``alcbench run`` calls can fill one folder. Each table is replaced atomically.
+    With ``merge``, the rows already in the tables are kept, so that several ``alcbench run``
+    calls can fill one folder, except those this run replaces: the same cell, or the same
+    (dataset, learner, strategy, seed) run in another configuration, so a table never holds
+    two results for one run. Without ``merge`` (a whole suite) the tables hold this run's rows
+    only and the earlier ones are reported as dropped. Each table is replaced atomically; call
+    this under :func:`locked` when other commands may write into the same folder.
     """
     runs = pd.DataFrame(list(rows))
     curve_frames = [
@@ -193,18 +256,28 @@ def write_tables(
         for h, status in zip(runs["config_hash"], runs["status"], strict=True)
         if status == "ok"
     ]
-    if merge and (out_dir / "runs.parquet").is_file() and (out_dir / "curves.parquet").is_file():
+    empty = pd.DataFrame(columns=list(RUN_COLUMNS))
+    kept, replaced, dropped = 0, empty, empty
+    if (out_dir / "runs.parquet").is_file() and (out_dir / "curves.parquet").is_file():
         old_runs, old_curves = load_tables(out_dir)
-        old_runs = old_runs[~old_runs["config_hash"].isin(runs["config_hash"])]
-        old_curves = old_curves[old_curves["config_hash"].isin(old_runs["config_hash"])]
-        runs = pd.concat([old_runs, runs], ignore_index=True)
-        curve_frames.insert(0, old_curves)
+        same_cell = old_runs["config_hash"].isin(runs["config_hash"])
+        same_run = _run_keys(old_runs).isin(set(_run_keys(runs)))
+        if merge:
+            replaced = old_runs[same_run & ~same_cell]
+            old_runs = old_runs[~same_cell & ~same_run]
+            kept = len(old_runs)
+            old_curves = old_curves[old_curves["config_hash"].isin(old_runs["config_hash"])]
+            runs = pd.concat([old_runs, runs], ignore_index=True)
+            curve_frames.insert(0, old_curves)
+        else:
+            dropped = old_runs[~same_cell & ~same_run]
+            replaced = old_runs[same_run & ~same_cell]
     for column in RUN_COLUMNS:  # a table of only failed cells still has every column
         if column not in runs.columns:
             runs[column] = np.nan
     front = ["config_hash", *RUN_ORDER, "status", "error"]
     runs = runs[front + [c for c in runs.columns if c not in front]]
-    runs = runs.sort_values(RUN_ORDER, kind="stable").reset_index(drop=True)
+    runs = sort_runs(runs)
     frames = [f for f in curve_frames if len(f)]
     curves = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(CURVE_COLUMNS))
     order = {h: i for i, h in enumerate(runs["config_hash"])}
@@ -214,7 +287,50 @@ def write_tables(
     _write_parquet(runs, out_dir / "runs.parquet")
     write_bytes(out_dir / "runs.csv", runs.to_csv(index=False).encode())
     _write_parquet(curves, out_dir / "curves.parquet")
-    return runs, curves
+    return TableUpdate(runs, curves, kept, replaced, dropped)
+
+
+def sort_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """Rows by dataset, learner, strategy (parameters compared as numbers: T=2 before T=10)
+    and seed."""
+
+    def key(column: pd.Series) -> pd.Series:
+        if column.name == "seed":
+            return column
+        return column.map(spec_order(column.astype(str))).where(column.notna(), -1)
+
+    return runs.sort_values(RUN_ORDER, key=key, kind="stable").reset_index(drop=True)
+
+
+def _run_keys(runs: pd.DataFrame) -> pd.Series:
+    """One text per row naming its run: dataset, learner, strategy and seed."""
+    return runs[RUN_ORDER].astype(str).agg("\x1f".join, axis=1)
+
+
+@contextmanager
+def locked(out_dir: Path) -> Iterator[None]:
+    """Holds an exclusive lock on ``out_dir`` (``.alcbench.lock``) for the duration of the
+    block, so that commands writing into one results folder merge their tables one at a time."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with open(out_dir / ".alcbench.lock", "a+b") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def check_writable(out_dir: Path) -> None:
+    """Raises a one-line error unless ``out_dir`` is (or can be made) a writable folder."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise NotADirectoryError(f"--out {out_dir} is a file, not a folder; give a folder for the results")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out_dir):
+            pass
+    except OSError as exc:
+        raise PermissionError(f"--out {out_dir} is not a writable folder ({exc.strerror or exc})") from None
 
 
 def load_tables(out_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:

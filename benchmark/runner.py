@@ -79,7 +79,7 @@ def run_cell(
         )
     except MissingInputError as exc:
         row.update(status="skipped", error=str(exc))
-    except Exception as exc:  # one broken plugin must not take the other cells down
+    except (Exception, SystemExit) as exc:  # one broken plugin must not take the others down
         row.update(status="failed", error=f"{type(exc).__name__}: {exc}")
     row.update(provenance())
     # wall-clock cost of the re-fits goes apart from the result tables (which stay identical)
@@ -166,7 +166,7 @@ def prepare(
                         plan.posteriors[key], plan.posterior_ids[key] = fetch(task, seed)
                     except DataNotFoundError as exc:
                         problem = ("skipped", f"learner {label}: {exc}")
-                    except Exception as exc:
+                    except (Exception, SystemExit) as exc:
                         problem = ("failed", f"learner {label}: {type(exc).__name__}: {exc}")
                 if problem is not None:
                     plan.unavailable[key] = problem
@@ -183,7 +183,7 @@ def _load_task(spec: str, data_root: Path | None) -> tuple[CleaningTask | None, 
         return dataset.load(data_root), dataset.spec, None
     except DataNotFoundError as exc:
         return None, spec, ("skipped", str(exc))
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:
         return None, spec, ("failed", f"dataset {spec}: {type(exc).__name__}: {exc}")
 
 
@@ -204,7 +204,7 @@ def _posterior_source(
         return source.label, sha, from_file, None
     try:
         learner = registry.create("learner", source.label)
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:
         return source.label, "", None, ("failed", f"learner {source.label}: {exc}")
 
     def from_learner(task: CleaningTask, seed: int) -> tuple[Posteriors, str]:

@@ -219,7 +219,7 @@ def load_radiographs(
     size: int | None,
     skip_unreadable: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, list[dict[str, str]]]:
-    """Reads the radiograph of every sample with ``benchmark.radiograph.read_radiograph``.
+    """Reads the radiograph of every sample with :func:`read_radiograph`.
 
     The file of sample ``s`` is the first existing ``dir / (s + suffix)`` over ``dirs`` and
     then ``suffixes``. Files are read in parallel threads; the result is in sample order.

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmark.dataroot import DataNotFoundError, find_data_file, user_cache_dir
-from benchmark.plugins import Dataset
+from benchmark.plugins import Dataset, Param
 from benchmark.task import CleaningTask, normalised_entropy
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
@@ -32,7 +32,10 @@ HOW_TO_GET_IMAGES = (
 class CIFAR10H(Dataset):
     name = "cifar10h"
     description = "CIFAR-10 test images with ~51 human labels each; noise by temperature T."
-    parameters = {"temperature": [2.0, 10.0], "n": [5000]}
+    parameters = {
+        "temperature": Param([2.0, 10.0], type=float, low=0, low_open=True),
+        "n": Param([5000], type=int, low=1, high=TOTAL),
+    }
 
     def load(self, data_root: Path | None = None) -> CleaningTask:
         temperature = float(self.params["temperature"])

@@ -4,7 +4,7 @@
 labels) are the truth; the noisy label is the NIH report label, positive when the NLP-mined
 ``Finding Labels`` include Pneumonia, Consolidation or Infiltration. The two disagree on 35.3 %
 of the images. A real noisy-versus-adjudicated pair, but not the paper's NoisyCXR; the truth is
-one-hot. The rules live in :func:`benchmark.cxr_labels.build_nih_airspace`.
+one-hot. The rules live in :func:`_cxr_labels.build_nih_airspace`.
 
 Files, under ``<root>/noisy_pneumonia/nih/``, ``<root>/nih/`` or ``<root>/`` of a data root:
 ``google2019_nih-chest-xray-labels.csv.gz`` and, only if that lacks ``Finding Labels``,
@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from benchmark.dataroot import find_data_file, find_image_dirs
-from benchmark.plugins import Dataset
+from benchmark.plugins import Dataset, Param
 from benchmark.task import CleaningTask
 
 from . import _cxr_labels as cxr_labels
@@ -54,7 +54,10 @@ class NIHAirspace(Dataset):
     description = (
         "NIH ChestX-ray14 relabelled by radiologists (Google 2019): airspace opacity vs NIH report labels"
     )
-    parameters = {"image_size": [256], "skip_unreadable": [False]}
+    parameters = {
+        "image_size": Param([256], type=int, low=0, optional=True),  # 0 or None: as stored
+        "skip_unreadable": Param([False], type=bool),
+    }
     # the paper's chest X-ray learner; the true distribution as an upper bound
     learners = ("resnet50", "truth")
 
@@ -116,7 +119,7 @@ def read_images(
     image_ids: list[str], data_root: Path | None, size: int | None, skip_unreadable: bool
 ) -> tuple[np.ndarray, np.ndarray, list[dict[str, str]]]:
     """(K, size, size) uint8 radiographs, the kept indices and the skipped files (see
-    :func:`benchmark.radiograph.load_radiographs`)."""
+    :func:`_radiographs.load_radiographs`)."""
     dirs = find_image_dirs(
         data_root, IMAGE_FOLDERS, what="NIH ChestX-ray14 images", how_to_get=HOW_TO_GET_IMAGES
     )

@@ -4,7 +4,7 @@ The truth is the label adjudicated by RSNA radiologists; the noisy label comes f
 original NIH ChestX-ray14 labels, mined from radiology reports (consolidation/infiltration
 cases take the RSNA label with 10 % flipped). Ambiguous cases get 2:1 true distributions. The
 26,684 patients are split 50/50 (seed 1234) into a training split (13,342 samples, about 12.7 %
-noise) and an evaluation split. The rules live in :func:`benchmark.cxr_labels.build_noisy_cxr`.
+noise) and an evaluation split. The rules live in :func:`_cxr_labels.build_noisy_cxr`.
 
 Files, under ``<root>/noisy_pneumonia/rsna_kaggle/``, ``<root>/rsna/`` or ``<root>/`` of a data
 root: the challenge's ``stage_2_train_labels.csv`` and ``stage_2_detailed_class_info.csv``, the
@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from benchmark.dataroot import find_data_file, find_image_dirs
-from benchmark.plugins import Dataset
+from benchmark.plugins import Dataset, Param
 from benchmark.task import CleaningTask
 
 from . import _cxr_labels as cxr_labels
@@ -72,7 +72,11 @@ HOW_TO_GET_IMAGES = (
 class NoisyCXR(Dataset):
     name = "noisy_cxr"
     description = "NoisyCXR: RSNA pneumonia (truth) vs NIH report labels (noisy); paper Table 3"
-    parameters = {"split": ["train"], "image_size": [256], "skip_unreadable": [False]}
+    parameters = {
+        "split": Param(["train"], choices=("train", "eval")),
+        "image_size": Param([256], type=int, low=0, optional=True),  # 0 or None: as stored
+        "skip_unreadable": Param([False], type=bool),
+    }
     # the paper's chest X-ray learner; the true distribution as an upper bound
     learners = ("resnet50", "truth")
 
@@ -141,7 +145,7 @@ def read_images(
     patient_ids: list[str], data_root: Path | None, size: int | None, skip_unreadable: bool
 ) -> tuple[np.ndarray, np.ndarray, list[dict[str, str]]]:
     """(K, size, size) uint8 radiographs, the kept indices and the skipped files (see
-    :func:`benchmark.radiograph.load_radiographs`)."""
+    :func:`_radiographs.load_radiographs`)."""
     dirs = find_image_dirs(
         data_root,
         [f"{folder}/stage_2_train_images" if folder else "stage_2_train_images" for folder in FOLDERS],

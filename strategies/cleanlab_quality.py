@@ -3,13 +3,18 @@
 import numpy as np
 from cleanlab.rank import get_label_quality_scores
 
-from benchmark.plugins import ScoringContext, Strategy
+from benchmark.plugins import Param, ScoringContext, Strategy
 
 
 class CleanlabQuality(Strategy):
     name = "cleanlab"
     description = "1 - cleanlab.rank.get_label_quality_scores of the current label."
-    parameters = {"method": ["self_confidence", "normalized_margin", "confidence_weighted_entropy"]}
+    parameters = {
+        "method": Param(
+            ["self_confidence", "normalized_margin", "confidence_weighted_entropy"],
+            choices=("self_confidence", "normalized_margin", "confidence_weighted_entropy"),
+        )
+    }
 
     def score(self, ctx: ScoringContext) -> np.ndarray:
         probs = ctx.posteriors / ctx.posteriors.sum(axis=1, keepdims=True)

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from benchmark.plugins import ScoringContext, Strategy
+from benchmark.plugins import Param, ScoringContext, Strategy
 from benchmark.scoring import correctness_minus_difficulty
 
 
@@ -10,7 +10,7 @@ class Eq2(Strategy):
     name = "eq2"
     description = "Label correctness minus difficulty, CE(q, p) - H(p) (paper Eq. 2)."
     # hinge=None is Eq. 2 as printed; hinge=0.3 is the reference code's CE - max(H - 0.3, 0).
-    parameters = {"hinge": [None, 0.3]}
+    parameters = {"hinge": Param([None, 0.3], type=float, low=0, high=1)}
 
     def score(self, ctx: ScoringContext) -> np.ndarray:
         return correctness_minus_difficulty(ctx.label_dist, ctx.posteriors, hinge=self.params["hinge"])

@@ -39,18 +39,38 @@ def test_readme_strategy_is_discovered_with_its_description(example_root):
 
 
 def test_readme_strategy_scores_as_documented(example_root):
-    strategy = registry.create("strategy", "label_margin[power=2]")
+    strategy = registry.create("strategy", "label_margin[doubt_weight=0.5]")
     counts = np.array([[1, 0, 0], [0, 1, 0]])
     post = np.array([[0.2, 0.7, 0.1], [0.2, 0.7, 0.1]])
     scores = strategy.score(ScoringContext(label_counts=counts, posteriors=post))
-    np.testing.assert_allclose(scores, [(0.7 - 0.2) ** 2, 0.0])
+    doubt = -np.sum(post[0] * np.log(post[0])) / np.log(3)
+    np.testing.assert_allclose(scores, [0.5 - 0.5 * doubt, -0.5 * doubt])
+
+
+def test_readme_strategy_parameter_changes_the_ranking(example_root):
+    counts = np.eye(3, dtype=np.int64)[[0, 0]]
+    # sample 0: the larger margin, but an unsure model; sample 1: a smaller margin, surer
+    post = np.array([[0.2, 0.5, 0.3], [0.35, 0.6, 0.05]])
+    ctx = ScoringContext(label_counts=counts, posteriors=post)
+    plain = registry.create("strategy", "label_margin").score(ctx)
+    weighted = registry.create("strategy", "label_margin[doubt_weight=0.5]").score(ctx)
+    assert plain[0] > plain[1] and weighted[1] > weighted[0]
+
+
+def test_readme_strategy_rejects_a_bad_value(example_root):
+    with pytest.raises(ValueError, match="doubt_weight=-1 is not allowed"):
+        registry.create("strategy", "label_margin[doubt_weight=-1]")
+
+
+def test_readme_runs_the_strategy_beside_random():
+    assert re.search(r"--strategy 'label_margin\[doubt_weight=0.5\]' --strategy random", README.read_text())
 
 
 def test_readme_strategy_joins_the_default_suite(example_root):
     from benchmark.suite import expand
 
     strategies, failed = expand("strategy")
-    assert "label_margin[power=1]" in strategies and "label_margin[power=2]" in strategies
+    assert "label_margin[doubt_weight=0]" in strategies and "label_margin[doubt_weight=0.5]" in strategies
 
 
 def _learner_example() -> str:

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from benchmark import registry
 from benchmark.plugins import Plugin, ScoringContext, format_spec, parse_spec
-from benchmark.registry import PluginLoadError, UnknownPluginError
+from benchmark.registry import PluginLoadError, PluginNameClash, UnknownPluginError
 
 BUILTIN_STRATEGIES = {"random", "oracle", "loss", "entropy", "eq2", "bald", "cleanlab"}
 
@@ -337,7 +337,10 @@ def test_two_plugins_with_one_name_keep_the_first_and_record_the_clash(tmp_path,
     monkeypatch.setenv("ALCBENCH_PLUGIN_PATH", str(tmp_path))
     registry.refresh()
     try:
-        info = registry.discover("strategy")["loss"]
+        with pytest.warns(
+            PluginNameClash, match=r"two strategies are called 'loss': using the one from .*loss.py"
+        ):
+            info = registry.discover("strategy")["loss"]
         assert Path(info.origin).parent == registry.PROJECT_ROOT / "strategies"
         assert info.shadows == (str(folder / "my_loss.py"),)
         from benchmark.cli import main
