@@ -219,9 +219,15 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def _grid_text(cls: Any) -> str:
-    if not cls.parameters:
+    """``; parameters: temperature = 2, 10 (a number > 0), n = 5000 (an integer in 1..10000)``."""
+    from benchmark.params import format_value
+
+    declared = cls.declared()
+    if not declared:
         return ""
-    return "; parameters: " + ", ".join(f"{k} in {v}" for k, v in cls.parameters.items())
+    return "; parameters: " + ", ".join(
+        f"{k} = {', '.join(format_value(v) for v in p)} ({p.allowed()})" for k, p in declared.items()
+    )
 
 
 def _cache_dirs(args: argparse.Namespace, *, suite: bool) -> tuple[Path, list[Path]]:
