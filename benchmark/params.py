@@ -18,7 +18,7 @@ import numpy as np
 _SCALAR_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
 
 
-class Param(list):  # type: ignore[type-arg]
+class Param(list[Any]):
     """A declared parameter: the grid values the default suite runs (the first is the default),
     its type and what values are allowed.
 
