@@ -5,44 +5,61 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 CONSTRAINTS := .ci/constraints.txt
+# What is installed in $(VENV): the package with its core dependencies (enough for the default
+# suite, which reads the shipped posteriors), then, for the tests, the developer tools and the
+# learners extra (PyTorch), added to the same environment.
 STAMP := $(VENV)/.installed
+DEV_STAMP := $(VENV)/.installed-dev
 JOBS ?= 2
 OUT ?= results
 BENCH_ARGS ?=
+FIT_ARGS ?= --dataset cifar10h
+# A benchmark that fits learners (--refit, --active-every B) needs the learners extra.
+BENCH_INSTALL := $(if $(filter --refit --active-every --active-every=%,$(BENCH_ARGS)),$(DEV_STAMP),$(STAMP))
 
-.PHONY: venv benchmark test test-all lint type perf report fit clean
+.PHONY: venv venv-dev benchmark test test-all lint type perf report fit clean
 
 venv: $(STAMP)
 
-# torch and torchvision are pinned in the constraints file to the releases this project is
-# tested with; pyproject.toml keeps ranges.
+venv-dev: $(DEV_STAMP)
+
+# Versions are pinned in the constraints file (torch and torchvision to the releases this
+# project is tested with); pyproject.toml keeps ranges.
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --constraint $(CONSTRAINTS) --editable '.[dev]'
+	$(BIN)/python -m pip install --quiet --constraint $(CONSTRAINTS) --editable .
 	touch $(STAMP)
 
-benchmark: venv
+$(DEV_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet --constraint $(CONSTRAINTS) --editable '.[dev,learners]'
+	touch $(DEV_STAMP)
+
+benchmark: $(BENCH_INSTALL)
 	$(BIN)/alcbench suite --out $(OUT) --jobs $(JOBS) $(BENCH_ARGS)
 
-test: venv
+test: venv-dev
 	$(BIN)/python -m pytest -q -m "not slow"
 
-test-all: venv
+test-all: venv-dev
 	$(BIN)/python -m pytest -q
 
-lint: venv
+lint: venv-dev
 	$(BIN)/ruff check benchmark datasets strategies tests
 	$(BIN)/ruff format --check benchmark datasets strategies tests
 
-type: venv
+type: venv-dev
 	$(BIN)/mypy
 
-perf: venv
+perf: venv-dev
 	$(BIN)/python -m benchmark.perf.simulator --out $(OUT)/perf
 	$(BIN)/python -m benchmark.perf.learners --out $(OUT)/perf
 
 report: venv
 	$(BIN)/alcbench report $(OUT)
+
+# Fits a learner into the posterior cache (needs the images): make fit FIT_ARGS='--dataset cifar10h --seeds 0-4'
+fit: venv-dev
+	$(BIN)/alcbench fit $(FIT_ARGS)
 
 clean:
 	rm -rf $(VENV) .tox .pytest_cache .mypy_cache .ruff_cache .hypothesis

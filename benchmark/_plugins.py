@@ -25,12 +25,29 @@ __path__: list[str] = []
 
 _ENGINE_ROOT = Path(__file__).resolve().parent
 _PROJECT_ROOT = _ENGINE_ROOT.parent
+#: Where an installed distribution keeps its copies of the project's ``datasets/`` and
+#: ``strategies/`` (pyproject.toml maps them there); absent in a checkout.
+_SHIPPED_ROOT = _ENGINE_ROOT / "builtin"
 _FOLDERS = ("datasets", "strategies", "learners")
 
 
+def builtin_root() -> Path:
+    """The root of the built-in datasets and strategies.
+
+    In a checkout (and an editable install) the project's own folder, which holds
+    ``pyproject.toml``, ``datasets/`` and ``strategies/`` next to the engine; in an installed
+    distribution the copies shipped inside the engine package.
+    """
+    checkout = (_PROJECT_ROOT / "pyproject.toml").is_file() and all(
+        (_PROJECT_ROOT / folder).is_dir() for folder in ("datasets", "strategies")
+    )
+    return _PROJECT_ROOT if checkout else _SHIPPED_ROOT
+
+
 def plugin_roots() -> tuple[Path, ...]:
-    """This project's folder, the engine package, then the folders of ``ALCBENCH_PLUGIN_PATH``."""
-    roots = [_PROJECT_ROOT, _ENGINE_ROOT]
+    """The built-in datasets and strategies (:func:`builtin_root`), the engine package (its
+    learners), then the folders of ``ALCBENCH_PLUGIN_PATH``."""
+    roots = [builtin_root(), _ENGINE_ROOT]
     for entry in os.environ.get("ALCBENCH_PLUGIN_PATH", "").split(os.pathsep):
         if entry and Path(entry).resolve() not in roots:
             roots.append(Path(entry).resolve())

@@ -27,7 +27,8 @@ KIND_ALIASES = {
     "learner": "learner",
 }
 PLURALS = {"dataset": "datasets", "strategy": "strategies", "learner": "learners"}
-#: Posteriors shipped with the repository, read when the user cache has no entry.
+#: Posteriors shipped with the project (those behind the committed results): a read-only
+#: fallback of every command's posterior cache. The one place this path is computed.
 SHIPPED_POSTERIORS = registry.PROJECT_ROOT / "results" / "posteriors"
 
 
@@ -131,16 +132,23 @@ def _parser() -> argparse.ArgumentParser:
     _common(suite, default_out=Path("results"))
     suite.set_defaults(func=cmd_suite, seeds="0-4")
 
-    fit = sub.add_parser("fit", help="fit a learner and fill the posterior cache")
-    fit.add_argument("--dataset", required=True)
-    fit.add_argument("--learner", default="smallcnn")
-    fit.add_argument("--seeds", default="0")
+    fit = sub.add_parser(
+        "fit",
+        help="fit a learner and fill the posterior cache (entries already cached or shipped "
+        "in results/posteriors are used as they are, without the images)",
+    )
+    fit.add_argument(
+        "--dataset", required=True, help="dataset spec, e.g. cifar10h or 'cifar10h[temperature=10]'"
+    )
+    fit.add_argument("--learner", default="smallcnn", help="learner spec (default: smallcnn)")
+    fit.add_argument("--seeds", default="0", help="e.g. 0-4 or 0,2,5 (default 0)")
     _inputs(fit)
     fit.add_argument(
         "--export",
         type=Path,
         default=None,
-        help="also write the posteriors of the first seed to this .npy file",
+        help="also write the posteriors of the first seed to this .npy file (T x N x C when the "
+        "learner gives stochastic samples, else N x C), for `run --posteriors`",
     )
     fit.set_defaults(func=cmd_fit)
 
@@ -156,7 +164,8 @@ def _inputs(p: argparse.ArgumentParser) -> None:
         "--cache",
         type=Path,
         default=None,
-        help="posterior cache folder (default: user cache, then the shipped results/posteriors)",
+        help="posterior cache folder written to (default: OUT/posteriors for suite, else the user "
+        "cache); the posteriors shipped in results/posteriors are always read as well",
     )
     p.add_argument(
         "--refit", action="store_true", help="fit learners again instead of using cached posteriors"
@@ -231,14 +240,22 @@ def _grid_text(cls: Any) -> str:
 
 
 def _cache_dirs(args: argparse.Namespace, *, suite: bool) -> tuple[Path, list[Path]]:
-    """The cache written to, and the caches only read from."""
+    """The cache written to, and the caches only read from.
+
+    Written to: ``--cache``, else for ``suite`` ``OUT/posteriors`` (the posteriors beside the
+    results they produced), else the user cache. Read from as well, whatever ``--out`` is:
+    the posteriors shipped with the project, unless they are the cache written to.
+    """
     if args.cache is not None:
-        return args.cache, [
-            SHIPPED_POSTERIORS
-        ] if args.cache.resolve() != SHIPPED_POSTERIORS.resolve() else []
-    if suite:
-        return args.out / "posteriors", []
-    return user_cache_dir() / "posteriors", [SHIPPED_POSTERIORS]
+        cache_dir = Path(args.cache)
+    elif suite:
+        cache_dir = Path(args.out) / "posteriors"
+    else:
+        cache_dir = user_cache_dir() / "posteriors"
+    shipped = Path(SHIPPED_POSTERIORS)
+    if cache_dir.resolve() == shipped.resolve():
+        return cache_dir, []
+    return cache_dir, [shipped]
 
 
 def _execute(
@@ -380,20 +397,23 @@ def cmd_suite(args: argparse.Namespace) -> int:
 def cmd_fit(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from benchmark.cache import load_or_fit
+    from benchmark.cache import fetch
     from benchmark.config import parse_seeds
 
     task = registry.create("dataset", args.dataset).load(args.data_root)
     learner = registry.create("learner", args.learner)
-    cache_dir = args.cache or user_cache_dir() / "posteriors"
+    cache_dir, extra = _cache_dirs(args, suite=False)
     for i, seed in enumerate(parse_seeds(args.seeds)):
-        post, key = load_or_fit(task, learner, seed, cache_dir=cache_dir, refit=args.refit)
-        print(
-            f"{task.name} / {learner.spec} / seed {seed}: {cache_dir / learner.name / key}.npz "
-            f"{post.info or ''}"
-        )
+        found = fetch(task, learner, seed, cache_dir=cache_dir, extra_cache_dirs=extra, refit=args.refit)
+        post = found.posteriors
+        if found.path is None:
+            where = f"fitted (key {found.key}; {learner.spec} is not cached)"
+        else:
+            where = f"{'fitted, stored in' if found.fitted else 'cached in'} {found.path}"
+        print(f"{task.name} / {learner.spec} / seed {seed}: {where} {post.info or ''}")
         if args.export is not None and i == 0:
             array = post.probs if post.stochastic is None else post.stochastic
+            Path(args.export).parent.mkdir(parents=True, exist_ok=True)
             np.save(args.export, array)
             print(f"posteriors written to {args.export} (shape {array.shape})")
     return 0

@@ -66,7 +66,7 @@ from typing import Any, ClassVar
 import numpy as np
 from tqdm.auto import tqdm
 
-from benchmark.plugins import Learner, Posteriors
+from benchmark.plugins import Learner, Param, Posteriors
 from benchmark.task import CleaningTask
 
 Prediction = tuple[np.ndarray, np.ndarray | None]
@@ -232,8 +232,21 @@ class CrossFitLearner(Learner):
                     f"learner {cls.__name__}: the keys of `parameters` ({', '.join(cls.parameters)}) "
                     f"must be the fields of its Config ({', '.join(f.name for f in fields)})"
                 )
+            grids = {f.name: list(cls.parameters[f.name]) for f in fields}
         elif "Config" in cls.__dict__:
-            cls.parameters = {f.name: [f.default] for f in fields}
+            grids = {f.name: [f.default] for f in fields}
+        else:
+            return
+        # Each parameter declared with its field's type, so that a bad value is refused when
+        # the learner is named, before any work.
+        typed = {f.name: _field_type(f.type) or (str, False) for f in fields}
+        cls.parameters = {
+            name: Param(grid, type=typed[name][0], optional=typed[name][1]) for name, grid in grids.items()
+        }
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        _ = self.config  # the Config's own checks (ranges, combinations) run when the learner is named
 
     # ----------------------------------------------------------------------- configuration
 

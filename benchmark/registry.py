@@ -1,7 +1,8 @@
 """Finds plugins: files in plugin folders, and entry points.
 
 A *plugin root* is a folder that may hold ``datasets/``, ``strategies/`` and ``learners/``.
-The roots are this project's folder (datasets and strategies), the engine package itself (its
+The roots are the built-in datasets and strategies (this project's folder in a checkout, their
+copies inside the engine package in an installed distribution), the engine package itself (its
 built-in ``learners/``), then every folder listed in ``ALCBENCH_PLUGIN_PATH``
 (os.pathsep-separated). Every ``*.py`` file of a plugin folder whose name does not start with
 ``_`` is a plugin file; files starting with ``_`` are private helpers its plugins may import
@@ -173,6 +174,8 @@ def _load_file(kind: str, root: Path, path: Path) -> list[PluginInfo]:
 def _describe(exc: BaseException) -> str:
     last = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
     where = f" (at {Path(last[0].filename).name}:{last[0].lineno})" if last else ""
+    if isinstance(exc, ImportError) and (exc.name or "").split(".")[0] in ("torch", "torchvision"):
+        where += "; PyTorch is an optional extra: pip install 'alcbench[learners]'"
     return f"{type(exc).__name__}: {exc}{where}"
 
 

@@ -12,15 +12,17 @@ on-disk cache.
 from __future__ import annotations
 
 import json
+import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from joblib import Parallel, delayed
+from joblib import Parallel, cpu_count, delayed
 from tqdm.auto import tqdm
 
 from benchmark import registry
@@ -34,6 +36,12 @@ from benchmark.results import finished_row, provenance, task_columns, write_cell
 from benchmark.simulator import initial_counts, simulate
 from benchmark.task import CleaningTask
 from benchmark.trajectory import MissingInputError, missing_inputs
+
+#: The CPU threads one learner fit may use, set while each cell runs (see :func:`execute`) and
+#: read by the torch learners' ``torch_settings`` (benchmark/learners/_torch.py), where
+#: ``OMP_NUM_THREADS`` set by the user still wins. Fits before the cells (:func:`prepare`) run
+#: one at a time in this process, with every core.
+THREADS_ENV = "ALCBENCH_THREADS"
 
 
 def run_cell(
@@ -77,7 +85,7 @@ def run_cell(
                 "sample": np.r_[-1, traj.selected].astype(np.int64),
             }
         )
-    except MissingInputError as exc:
+    except (MissingInputError, DataNotFoundError) as exc:  # an input this cell cannot have here
         row.update(status="skipped", error=str(exc))
     except (Exception, SystemExit) as exc:  # one broken plugin must not take the others down
         row.update(status="failed", error=f"{type(exc).__name__}: {exc}")
@@ -227,14 +235,23 @@ def execute(
     """Runs every cell of the plan and returns their rows.
 
     With ``resume``, cells already finished in ``out_dir`` (ok or skipped) are read back
-    instead of rerun: for picking up an interrupted benchmark, not after changing code.
+    instead of rerun: for picking up an interrupted benchmark, not after changing code. A
+    finished cell is reused only when it ran on the posteriors this plan has for it (its
+    row's ``posteriors_id``, the cache key that names the learner's version and parameters,
+    or the file's sha256); cells whose posteriors are unavailable now are never reused.
+
+    Each cell may use :func:`thread_budget` CPU threads (``$ALCBENCH_THREADS`` while it
+    runs), so that ``jobs`` cells re-fitting learners at once share the cores without
+    oversubscribing them.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
     todo: list[CellConfig] = []
     for config in plan.configs:
         key = config.source_key
-        done = finished_row(out_dir, config) if resume else None
+        done = finished_row(out_dir, config) if resume and key not in plan.unavailable else None
+        if done is not None and done.get("posteriors_id") != plan.posterior_ids.get(key):
+            done = None  # finished on other posteriors (another learner version, another file)
         if done is not None:
             rows.append(done)
         elif key in plan.unavailable:
@@ -245,8 +262,10 @@ def execute(
     if todo:
         # Tasks travel to worker processes without their image loader (a closure).
         light = {k: replace(t, load_images=None) for k, t in plan.tasks.items()}
+        threads = thread_budget(jobs)
         calls = (
-            delayed(run_cell)(
+            delayed(_run_cell_with_threads)(
+                threads,
                 c,
                 # an active cell re-fits its learner, which reads the images
                 plan.tasks[c.dataset] if c.active_every else light[c.dataset],
@@ -265,6 +284,37 @@ def execute(
         for row in tqdm(results, total=len(todo), desc="cells", unit="cell", disable=not progress):
             rows.append(row)
     return rows
+
+
+def available_cores() -> int:
+    """CPU cores this process may use (affinity and container quotas counted), as joblib counts."""
+    return max(1, int(cpu_count()))
+
+
+def thread_budget(jobs: int, cores: int | None = None) -> int:
+    """CPU threads for each of ``jobs`` cells running at once: ``cores // jobs``, at least 1."""
+    cores = available_cores() if cores is None else cores
+    return max(1, cores // max(1, jobs))
+
+
+@contextmanager
+def threads_for_fits(threads: int) -> Iterator[None]:
+    """Sets ``$ALCBENCH_THREADS`` (:data:`THREADS_ENV`) to ``threads`` for the duration."""
+    previous = os.environ.get(THREADS_ENV)
+    os.environ[THREADS_ENV] = str(threads)
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(THREADS_ENV, None)
+        else:
+            os.environ[THREADS_ENV] = previous
+
+
+def _run_cell_with_threads(threads: int, *args: Any) -> dict[str, Any]:
+    """:func:`run_cell` with its learner re-fits limited to ``threads`` CPU threads."""
+    with threads_for_fits(threads):
+        return run_cell(*args)
 
 
 def _unavailable_row(

@@ -35,7 +35,10 @@ class CleaningTask:
         load_images: returns the (N, H, W, ch) uint8 inputs in sample order; only learners
             call it, so simulations from supplied posteriors never touch the images.
         sample_ids: (N,) identifiers of the samples in the source dataset (for reports).
-        info: free-form facts about the task (noise rate, source files, ...).
+        info: free-form facts about the task (noise rate, source files, ...). Read by the
+            engine: ``image_source`` and ``image_source_default``, which copy of the images
+            a learner would read and the dataset's default copy (part of the learner cache's
+            key, see :mod:`benchmark.cache`).
     """
 
     name: str

@@ -8,11 +8,13 @@ reference code draws them, so that the noise is the paper's.
 
 from __future__ import annotations
 
+import hashlib
 import pickle
 from pathlib import Path
 
 import numpy as np
 
+from benchmark.cache import IMAGE_SOURCE, IMAGE_SOURCE_DEFAULT
 from benchmark.dataroot import DataNotFoundError, find_data_file, user_cache_dir
 from benchmark.plugins import Dataset, Param
 from benchmark.task import CleaningTask, normalised_entropy
@@ -49,8 +51,17 @@ class CIFAR10H(Dataset):
         dist = counts[indices] / counts[indices].sum(axis=1, keepdims=True)
         noisy = paper_noisy_labels(dist, temperature)
 
+        info = {
+            "source": "CIFAR-10H (Peterson et al. 2019), CIFAR-10 test set",
+            IMAGE_SOURCE: image_source(data_root),
+            IMAGE_SOURCE_DEFAULT: DEFAULT_IMAGE_SOURCE,
+        }
+
         def load_images() -> np.ndarray:
-            return load_test_images(data_root)[indices]
+            images = load_test_images(data_root)[indices]
+            # The copy that was read: a download may have filled the user cache meanwhile.
+            info[IMAGE_SOURCE] = image_source(data_root)
+            return images
 
         return CleaningTask(
             name=self.spec,
@@ -60,7 +71,7 @@ class CIFAR10H(Dataset):
             budget_multiplier=4.0,
             load_images=load_images,
             sample_ids=indices,
-            info={"source": "CIFAR-10H (Peterson et al. 2019), CIFAR-10 test set"},
+            info=info,
         )
 
 
@@ -108,12 +119,44 @@ def paper_noisy_labels(dist: np.ndarray, temperature: float) -> np.ndarray:
     return np.array([rs.choice(n_classes, 1, p=row)[0] for row in tempered], dtype=np.int64)
 
 
+#: Where the CIFAR-10 test images are looked for under each data root, in order (as
+#: :func:`load_test_images` looks), and which copy each file is.
+IMAGE_FILES = (
+    ("cifar-10-batches-py/test_batch", "torchvision"),
+    ("cifar10/cifar-10-batches-py/test_batch", "torchvision"),
+    ("cifar10/cifar10_test_from_jpeg.npz", "jpeg"),
+)
+#: The copy the shipped posteriors were fitted on; its cache keys are those from before the
+#: key named the copy (see benchmark/cache.py).
+DEFAULT_IMAGE_SOURCE = "jpeg"
+
+
+def image_source(data_root: Path | None) -> str | None:
+    """Which copy of the test images :func:`load_test_images` would read, found without reading it.
+
+    ``"torchvision"`` (the lossless official ``test_batch``), ``"jpeg"`` (the JPEG-derived
+    copy), or None when neither is under a data root (loading would then try a download).
+    """
+    try:
+        path = find_data_file(
+            [rel for rel, _ in IMAGE_FILES],
+            data_root=data_root,
+            what="CIFAR-10 test images",
+            how_to_get=HOW_TO_GET_IMAGES,
+        )
+    except DataNotFoundError:
+        return None
+    return next(source for rel, source in IMAGE_FILES if path.as_posix().endswith(rel))
+
+
 def load_test_images(data_root: Path | None) -> np.ndarray:
     """The 10,000 CIFAR-10 test images, (10000, 32, 32, 3) uint8 RGB, in official order.
 
     Looks for torchvision's ``cifar-10-batches-py/test_batch`` (lossless, official), then for
     ``cifar10/cifar10_test_from_jpeg.npz`` (a JPEG-derived copy), under each data root; when
-    neither is there, tries torchvision's download into the user cache.
+    neither is there, tries torchvision's download into the user cache. A ``test_batch`` is a
+    pickle, which can run code when loaded: it is unpickled only when its MD5 is the official
+    file's (:data:`TEST_BATCH_MD5`), else a ValueError names the file and both MD5s.
     """
     try:
         path = find_data_file(
@@ -128,13 +171,13 @@ def load_test_images(data_root: Path | None) -> np.ndarray:
         )
     except DataNotFoundError as missing:
         path = _try_download(missing)
+    content = None if path.suffix == ".npz" else _official_test_batch(path)
     try:
-        if path.suffix == ".npz":
+        if content is None:
             with np.load(path) as z:
                 images = np.asarray(z["images"])
         else:
-            with open(path, "rb") as f:
-                batch = pickle.load(f, encoding="bytes")
+            batch = pickle.loads(content, encoding="bytes")
             images = np.asarray(batch[b"data"]).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
     except Exception as exc:
         raise ValueError(f"{path}: cannot read CIFAR-10 test images ({exc}). {HOW_TO_GET_IMAGES}") from exc
@@ -143,6 +186,33 @@ def load_test_images(data_root: Path | None) -> np.ndarray:
             f"{path}: expected (10000, 32, 32, 3) uint8 images, got {images.shape} {images.dtype}"
         )
     return images
+
+
+#: The MD5 of the official CIFAR-10 ``test_batch`` (published with it, and checked by torchvision).
+TEST_BATCH_MD5 = "40351d587109b95175f43aff81a1287e"
+
+
+def _official_test_batch(path: Path) -> bytes:
+    """The bytes of the pickled ``test_batch`` at ``path``, once their MD5 is the official one.
+
+    A pickle can run any code when it is loaded, so nothing but the published file is
+    unpickled; the bytes checked are the bytes later unpickled.
+
+    Raises:
+        ValueError: the file's MD5 differs; the message names the file, its MD5 and the one
+            expected.
+    """
+    try:
+        content = path.read_bytes()
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read CIFAR-10 test images ({exc}). {HOW_TO_GET_IMAGES}") from exc
+    digest = hashlib.md5(content, usedforsecurity=False).hexdigest()
+    if digest != TEST_BATCH_MD5:
+        raise ValueError(
+            f"{path}: not the official CIFAR-10 test_batch (MD5 {digest}, expected {TEST_BATCH_MD5}); "
+            f"refusing to unpickle it, since a pickle can run code. {HOW_TO_GET_IMAGES}"
+        )
+    return content
 
 
 def _try_download(missing: DataNotFoundError) -> Path:

@@ -155,9 +155,9 @@ def test_refit_ignores_and_overwrites_the_entry(task: CleaningTask, tmp_path: Pa
     _, key = load_or_fit(task, CountingLearner(), 0, cache_dir=tmp_path)
     path = tmp_path / "counting" / f"{key}.npz"
     np.savez(path, probs=np.full((8, 3), 1 / 3, dtype=np.float32), info=np.array("{}"))
-    stale, _ = load_or_fit(task, CountingLearner(), 0, cache_dir=tmp_path)
-    assert np.allclose(stale.probs, 1 / 3)  # a hit: it trusts what is there
-    fresh, _ = load_or_fit(task, CountingLearner(), 0, cache_dir=tmp_path, refit=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # with refit the entry is not even read
+        fresh, _ = load_or_fit(task, CountingLearner(), 0, cache_dir=tmp_path, refit=True)
     assert len(CountingLearner.calls) == 2
     assert not np.allclose(fresh.probs, 1 / 3)
     reread, _ = load_or_fit(task, CountingLearner(), 0, cache_dir=tmp_path)
@@ -253,3 +253,283 @@ def test_corrupt_entry_in_an_extra_dir_is_skipped_with_a_warning(task: CleaningT
         load_or_fit(task, CountingLearner(), 0, cache_dir=local, extra_cache_dirs=[shipped])
     assert len(CountingLearner.calls) == 2
     assert (local / "counting" / f"{key}.npz").is_file()
+
+
+# --------------------------------------------------------------------------- entries checked
+
+
+def write_entry(cache_dir: Path, task: CleaningTask, learner: Learner, seed: int, probs: np.ndarray) -> Path:
+    """An entry for (task, learner, seed) as the cache writes it, holding ``probs``."""
+    from benchmark.cache import _write_entry, key_inputs
+
+    key = cache_key(task, learner, seed)
+    path = cache_dir / learner.name / f"{key}.npz"
+    _write_entry(path, Posteriors(probs=probs.astype(np.float32)), key_inputs(task, learner, seed), key)
+    return path
+
+
+def to_legacy(path: Path) -> None:
+    """Rewrite an entry as entries were before they recorded their key in the .npz."""
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files if k not in ("key", "inputs")}
+    np.savez(path, **arrays)
+    sidecar = json.loads(path.with_suffix(".json").read_text())
+    del sidecar["sha256"]
+    path.with_suffix(".json").write_text(json.dumps(sidecar))
+
+
+def test_entry_records_its_key_and_inputs(task: CleaningTask, tmp_path: Path) -> None:
+    from benchmark.cache import key_inputs
+
+    _, key = load_or_fit(task, CountingLearner(), 0, cache_dir=tmp_path)
+    with np.load(tmp_path / "counting" / f"{key}.npz") as z:
+        assert str(z["key"]) == key
+        assert json.loads(str(z["inputs"])) == key_inputs(task, CountingLearner(), 0)
+    sidecar = json.loads((tmp_path / "counting" / f"{key}.json").read_text())
+    assert set(sidecar["sha256"]) == {"probs", "stochastic"}
+
+
+def test_uniform_posteriors_written_over_an_entry_are_refitted(task: CleaningTask, tmp_path: Path) -> None:
+    first, key = load_or_fit(task, CountingLearner(), 0, cache_dir=tmp_path)
+    path = tmp_path / "counting" / f"{key}.npz"
+    np.savez(path, probs=np.full((8, 3), 1 / 3, dtype=np.float32), info=np.array("{}"))
+    with pytest.warns(RuntimeWarning, match=f"{key}.npz: bad cache entry .*sidecar"):
+        again, _ = load_or_fit(task, CountingLearner(), 0, cache_dir=tmp_path)
+    assert len(CountingLearner.calls) == 2
+    np.testing.assert_array_equal(again.probs, first.probs)
+
+
+def test_another_seeds_entry_is_refitted(task: CleaningTask, tmp_path: Path) -> None:
+    seed0, key0 = load_or_fit(task, CountingLearner(), 0, cache_dir=tmp_path)
+    _, key1 = load_or_fit(task, CountingLearner(), 1, cache_dir=tmp_path)
+    folder = tmp_path / "counting"
+    for suffix in (".npz", ".json"):  # seed 1's entry, whole, under seed 0's name
+        (folder / f"{key0}{suffix}").write_bytes((folder / f"{key1}{suffix}").read_bytes())
+    with pytest.warns(RuntimeWarning, match=r"seed=1 \(expected 0\)"):
+        again, _ = load_or_fit(task, CountingLearner(), 0, cache_dir=tmp_path)
+    assert CountingLearner.calls == [0, 1, 0]
+    np.testing.assert_array_equal(again.probs, seed0.probs)
+
+
+def test_another_seeds_npz_alone_is_refitted(task: CleaningTask, tmp_path: Path) -> None:
+    _, key0 = load_or_fit(task, CountingLearner(), 0, cache_dir=tmp_path)
+    _, key1 = load_or_fit(task, CountingLearner(), 1, cache_dir=tmp_path)
+    folder = tmp_path / "counting"
+    (folder / f"{key0}.npz").write_bytes((folder / f"{key1}.npz").read_bytes())
+    with pytest.warns(RuntimeWarning, match=f"records key {key1}, not {key0}"):
+        load_or_fit(task, CountingLearner(), 0, cache_dir=tmp_path)
+    assert CountingLearner.calls == [0, 1, 0]
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        (np.nan, "NaN or inf"),
+        (np.inf, "NaN or inf"),
+        (-0.5, "negative"),
+        (5.0, "sum to 1"),
+    ],
+)
+def test_invalid_values_in_an_entry_are_refitted(
+    task: CleaningTask, tmp_path: Path, bad: float, message: str
+) -> None:
+    probs = np.full((8, 3), 1 / 3)
+    probs[2, 1] = bad
+    path = write_entry(tmp_path, task, CountingLearner(), 0, probs)
+    with pytest.warns(
+        RuntimeWarning, match=rf"{path.name}: bad cache entry \(probs: expected .*{message}.*row 2"
+    ):
+        post, _ = load_or_fit(task, CountingLearner(), 0, cache_dir=tmp_path)
+    assert CountingLearner.calls == [0]
+    assert np.isfinite(post.probs).all() and (post.probs >= 0).all()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_or_fit(task, CountingLearner(), 0, cache_dir=tmp_path)  # replaced by a good entry
+
+
+def test_entry_of_another_learner_version_is_refused(
+    task: CleaningTask, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, old_key = load_or_fit(task, CountingLearner(), 0, cache_dir=tmp_path)
+    monkeypatch.setattr(CountingLearner, "version", "2")
+    new_key = cache_key(task, CountingLearner(), 0)
+    folder = tmp_path / "counting"
+    for suffix in (".npz", ".json"):
+        (folder / f"{new_key}{suffix}").write_bytes((folder / f"{old_key}{suffix}").read_bytes())
+    with pytest.warns(RuntimeWarning, match=r"learner.version='1' \(expected '2'\)"):
+        load_or_fit(task, CountingLearner(), 0, cache_dir=tmp_path)
+    assert len(CountingLearner.calls) == 2
+
+
+def test_entry_without_a_record_of_its_key_is_refused(task: CleaningTask, tmp_path: Path) -> None:
+    _, key = load_or_fit(task, CountingLearner(), 0, cache_dir=tmp_path)
+    path = tmp_path / "counting" / f"{key}.npz"
+    to_legacy(path)
+    path.with_suffix(".json").unlink()
+    with pytest.warns(RuntimeWarning, match="records no key"):
+        load_or_fit(task, CountingLearner(), 0, cache_dir=tmp_path)
+    assert len(CountingLearner.calls) == 2
+
+
+def test_legacy_entry_with_a_matching_sidecar_is_a_clean_hit(task: CleaningTask, tmp_path: Path) -> None:
+    first, key = load_or_fit(task, CountingLearner(), 0, cache_dir=tmp_path)
+    to_legacy(tmp_path / "counting" / f"{key}.npz")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        again, _ = load_or_fit(task, CountingLearner(), 0, cache_dir=tmp_path)
+    assert CountingLearner.calls == [0]
+    np.testing.assert_array_equal(again.probs, first.probs)
+
+
+def test_legacy_entry_whose_sidecar_names_another_key_is_refused(task: CleaningTask, tmp_path: Path) -> None:
+    _, key0 = load_or_fit(task, CountingLearner(), 0, cache_dir=tmp_path)
+    _, key1 = load_or_fit(task, CountingLearner(), 1, cache_dir=tmp_path)
+    folder = tmp_path / "counting"
+    to_legacy(folder / f"{key1}.npz")
+    for suffix in (".npz", ".json"):
+        (folder / f"{key0}{suffix}").write_bytes((folder / f"{key1}{suffix}").read_bytes())
+    with pytest.warns(RuntimeWarning, match=f"sidecar records key {key1}"):
+        load_or_fit(task, CountingLearner(), 0, cache_dir=tmp_path)
+    assert CountingLearner.calls == [0, 1, 0]
+
+
+def test_bad_entry_and_absent_images_name_both(task: CleaningTask, tmp_path: Path) -> None:
+    from benchmark.dataroot import DataNotFoundError
+
+    class NeedsImages(CountingLearner):
+        name = "needs_images"
+
+        def fit_predict(self, task: CleaningTask, *, seed: int, progress: bool = True) -> Posteriors:
+            raise DataNotFoundError("CIFAR-10 test images not found. Looked for: /nowhere/test_batch")
+
+    probs = np.full((8, 3), 1 / 3)
+    probs[0, 0] = np.nan
+    path = write_entry(tmp_path, task, NeedsImages(), 0, probs)
+    with pytest.warns(RuntimeWarning), pytest.raises(DataNotFoundError) as err:
+        load_or_fit(task, NeedsImages(), 0, cache_dir=tmp_path)
+    message = str(err.value)
+    assert str(path) in message and "NaN" in message
+    assert "/nowhere/test_batch" in message
+
+
+def test_learner_returning_invalid_posteriors_fails_and_stores_nothing(
+    task: CleaningTask, tmp_path: Path
+) -> None:
+    from benchmark.posteriors import PosteriorsError
+
+    class Broken(CountingLearner):
+        name = "broken"
+
+        def fit_predict(self, task: CleaningTask, *, seed: int, progress: bool = True) -> Posteriors:
+            return Posteriors(probs=np.full((task.n_samples, task.n_classes), np.nan, dtype=np.float32))
+
+    with pytest.raises(PosteriorsError, match="broken.fit_predict probs: expected finite"):
+        load_or_fit(task, Broken(), 0, cache_dir=tmp_path)
+    assert files_under(tmp_path) == []
+
+
+# --------------------------------------------------------------------------- image source
+
+
+def with_source(task: CleaningTask, source: str | None, default: str | None = "jpeg") -> CleaningTask:
+    return dataclasses.replace(task, info={"image_source": source, "image_source_default": default})
+
+
+def test_key_names_the_image_source_only_when_it_is_not_the_default(task: CleaningTask) -> None:
+    learner = CountingLearner()
+    legacy = cache_key(task, learner, 0)
+    assert cache_key(with_source(task, "jpeg"), learner, 0) == legacy
+    assert cache_key(with_source(task, None), learner, 0) == legacy
+    lossless = cache_key(with_source(task, "torchvision"), learner, 0)
+    assert lossless != legacy
+    assert cache_key(with_source(task, "torchvision", default=None), learner, 0) == lossless
+
+
+def test_fit_that_settles_its_image_source_is_stored_under_that_sources_key(
+    task: CleaningTask, tmp_path: Path
+) -> None:
+    class Downloads(CountingLearner):
+        """Finds no images, downloads the lossless copy, and the task then says so."""
+
+        name = "downloads"
+
+        def fit_predict(self, task: CleaningTask, *, seed: int, progress: bool = True) -> Posteriors:
+            task.info["image_source"] = "torchvision"
+            return super().fit_predict(task, seed=seed, progress=progress)
+
+    before = with_source(task, None)
+    default_key = cache_key(before, Downloads(), 0)
+    _, key = load_or_fit(before, Downloads(), 0, cache_dir=tmp_path)
+    assert key == cache_key(with_source(task, "torchvision"), Downloads(), 0) != default_key
+    assert files_under(tmp_path) == [f"downloads/{key}.json", f"downloads/{key}.npz"]
+
+
+def shipped_entries() -> list[Path]:
+    from benchmark.registry import PROJECT_ROOT
+
+    return sorted((PROJECT_ROOT / "results" / "posteriors").glob("*/*.npz"))
+
+
+@pytest.mark.parametrize("with_images", [False, True], ids=["no-images", "jpeg-images"])
+def test_shipped_posteriors_are_valid_hits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest, with_images: bool
+) -> None:
+    from benchmark import registry
+    from benchmark.cache import fetch
+
+    monkeypatch.delenv("ALCBENCH_DATA", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    data_root = request.getfixturevalue("data_root") if with_images else None
+    entries = shipped_entries()
+    assert len(entries) == 10
+    for path in entries:
+        inputs = json.loads(path.with_suffix(".json").read_text())["inputs"]
+        task = registry.create("dataset", inputs["task"]["name"]).load(data_root)
+        assert task.info["image_source"] == ("jpeg" if with_images else None)
+        learner = registry.create("learner", inputs["learner"]["name"])
+
+        def no_fit(*args: Any, **kwargs: Any) -> Posteriors:
+            raise AssertionError("fitted")
+
+        monkeypatch.setattr(learner, "fit_predict", no_fit)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            found = fetch(
+                task,
+                learner,
+                inputs["seed"],
+                cache_dir=tmp_path / "empty",
+                extra_cache_dirs=[path.parents[1]],
+            )
+        assert found.key == path.stem and found.path == path and not found.fitted
+        assert found.posteriors.stochastic is not None and found.posteriors.stochastic.shape == (10, 5000, 10)
+    assert not (tmp_path / "empty").exists()
+
+
+def test_cifar10h_image_source_is_the_file_it_would_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from benchmark import registry
+
+    monkeypatch.delenv("ALCBENCH_DATA", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    root = tmp_path / "root"
+    learner = registry.create("learner", "smallcnn")
+    spec = "cifar10h"
+
+    def load() -> CleaningTask:  # the files hold no images: finding them must not read them
+        return registry.create("dataset", spec).load(root)
+
+    none = load()
+    assert none.info["image_source"] is None
+    (root / "cifar10").mkdir(parents=True)
+    (root / "cifar10" / "cifar10_test_from_jpeg.npz").write_bytes(b"not read")
+    jpeg = load()
+    assert jpeg.info["image_source"] == "jpeg"
+    (root / "cifar-10-batches-py").mkdir()
+    (root / "cifar-10-batches-py" / "test_batch").write_bytes(b"not read")
+    lossless = load()
+    assert lossless.info["image_source"] == "torchvision"
+    keys = [cache_key(t, learner, 0) for t in (none, jpeg, lossless)]
+    assert keys[0] == keys[1] != keys[2]
+    assert keys[1] in {path.stem for path in shipped_entries()}

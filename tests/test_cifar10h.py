@@ -150,3 +150,58 @@ def test_corrupt_image_file_raises_error_naming_the_file(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="cannot read CIFAR-10 test images") as err:
         task.load_images()
     assert str(corrupt) in str(err.value)
+
+
+class _RunsCode:
+    """Unpickling this makes the folder ``marker``: a pickle that executes code when loaded."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        import os
+
+        return (os.mkdir, (str(self.marker),))
+
+
+def _cifar10h_module() -> types.ModuleType:
+    return sys.modules[registry.get("dataset", "cifar10h").__module__]
+
+
+@pytest.mark.parametrize("content", ["code", "random"])
+def test_a_test_batch_that_is_not_the_official_file_is_never_unpickled(tmp_path, monkeypatch, content):
+    import hashlib
+    import pickle
+
+    isolated_env(monkeypatch, tmp_path)
+    marker = tmp_path / "unpickled"
+    batch = tmp_path / "root" / "cifar-10-batches-py" / "test_batch"
+    batch.parent.mkdir(parents=True)
+    if content == "code":
+        batch.write_bytes(pickle.dumps({b"data": _RunsCode(marker)}))
+    else:
+        batch.write_bytes(np.random.default_rng(0).bytes(4096))
+    digest = hashlib.md5(batch.read_bytes()).hexdigest()
+    task = registry.create("dataset", "cifar10h").load(tmp_path / "root")
+    assert task.load_images is not None
+    with pytest.raises(ValueError, match="not the official CIFAR-10 test_batch") as err:
+        task.load_images()
+    message = str(err.value)
+    assert str(batch) in message
+    assert digest in message and "40351d587109b95175f43aff81a1287e" in message
+    assert not marker.exists()
+
+
+def test_a_test_batch_with_the_official_md5_is_read(tmp_path, monkeypatch):
+    import hashlib
+    import pickle
+
+    isolated_env(monkeypatch, tmp_path)
+    images = np.random.default_rng(1).integers(0, 256, size=(10_000, 3, 32, 32), dtype=np.uint8)
+    batch = tmp_path / "root" / "cifar-10-batches-py" / "test_batch"
+    batch.parent.mkdir(parents=True)
+    batch.write_bytes(pickle.dumps({b"data": images.reshape(10_000, -1), b"labels": [0] * 10_000}))
+    module = _cifar10h_module()
+    monkeypatch.setattr(module, "TEST_BATCH_MD5", hashlib.md5(batch.read_bytes()).hexdigest())
+    loaded = module.load_test_images(tmp_path / "root")
+    np.testing.assert_array_equal(loaded, images.transpose(0, 2, 3, 1))

@@ -463,3 +463,162 @@ def test_a_strategy_returning_infinite_scores_fails_its_cell_naming_it(
     assert runs.loc["random", "status"] == "ok"
     assert runs.loc["unbounded", "status"] == "failed"
     assert "strategy unbounded returned non-finite scores (1 +inf" in runs.loc["unbounded", "error"]
+
+
+# --------------------------------------------------------------------------- posterior caches
+
+
+@pytest.fixture
+def offline(tmp_path, monkeypatch):
+    """No images anywhere, an empty user cache, and a torchvision download that fails."""
+    import sys
+    import types
+
+    monkeypatch.delenv("ALCBENCH_DATA", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
+
+    def offline_download(*args, **kwargs):
+        raise OSError("network unreachable")
+
+    fake = types.ModuleType("torchvision")
+    fake.datasets = types.SimpleNamespace(CIFAR10=offline_download)  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "torchvision", fake)
+
+
+@pytest.fixture
+def no_smallcnn_fit(monkeypatch):
+    """smallcnn's fit raises: whatever runs must come from the shipped posteriors."""
+
+    def explode(*args, **kwargs):
+        raise AssertionError("smallcnn was fitted")
+
+    monkeypatch.setattr(registry.get("learner", "smallcnn"), "fit_predict", explode)
+
+
+def test_suite_into_any_folder_reads_the_shipped_posteriors(tmp_path, offline, no_smallcnn_fit, capsys):
+    out = tmp_path / "elsewhere"
+    args = ["suite", "--out", str(out), "--datasets", DATASET, "--learners", "smallcnn"]
+    args += ["--strategies", "loss", "bald", "--seeds", "0-1", "--no-progress"]
+    assert main(args) == 0
+    runs = pd.read_parquet(out / "runs.parquet")
+    assert list(runs["status"]) == ["ok"] * 4, runs["error"].tolist()
+    shipped = {p.stem for p in (registry.PROJECT_ROOT / "results" / "posteriors" / "smallcnn").glob("*.npz")}
+    assert set(runs["posteriors_id"]) <= shipped
+    assert not (out / "posteriors").exists()  # read, not copied
+    assert "4 cells ok, 0 skipped, 0 failed" in capsys.readouterr().out
+
+
+def test_fit_exports_shipped_posteriors_offline(tmp_path, offline, no_smallcnn_fit, capsys):
+    export = tmp_path / "exported" / "smallcnn.npy"
+    args = ["fit", "--dataset", DATASET, "--seeds", "3", "--export", str(export)]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "cached in " + str(registry.PROJECT_ROOT / "results" / "posteriors" / "smallcnn") in out
+    array = np.load(export)
+    assert array.shape == (10, 5000, 10) and np.isfinite(array).all()
+    assert not (tmp_path / "xdg-cache" / "alcbench" / "posteriors").exists()  # nothing fitted
+    # the export is a valid posteriors file of the same task, stochastic samples included
+    assert _run(tmp_path / "res", export, "bald", "loss", seeds="0") == 0
+    assert set(pd.read_parquet(tmp_path / "res" / "runs.parquet")["status"]) == {"ok"}
+
+
+def test_cache_dirs_write_where_asked_and_always_read_the_shipped_posteriors(tmp_path, monkeypatch):
+    import argparse
+
+    from benchmark import cli
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    user = tmp_path / "xdg" / "alcbench" / "posteriors"
+    shipped = cli.SHIPPED_POSTERIORS
+    out = tmp_path / "out"
+    for cache, suite, expected in [
+        (None, True, out / "posteriors"),
+        (None, False, user),
+        (tmp_path / "mine", True, tmp_path / "mine"),
+        (tmp_path / "mine", False, tmp_path / "mine"),
+    ]:
+        args = argparse.Namespace(cache=cache, out=out)
+        assert cli._cache_dirs(args, suite=suite) == (expected, [shipped])
+    args = argparse.Namespace(cache=None, out=shipped.parent)
+    assert cli._cache_dirs(args, suite=True) == (shipped, [])
+
+
+def test_bad_cache_entry_without_images_skips_naming_the_entry_and_the_images(
+    tmp_path, offline, monkeypatch, capsys
+):
+    from benchmark import cli
+    from benchmark.cache import cache_key
+
+    monkeypatch.setattr(cli, "SHIPPED_POSTERIORS", tmp_path / "nothing-shipped")
+    task = registry.create("dataset", DATASET).load()
+    key = cache_key(task, registry.create("learner", "smallcnn"), 0)
+    cache = tmp_path / "cache"
+    (cache / "smallcnn").mkdir(parents=True)
+    source = registry.PROJECT_ROOT / "results" / "posteriors" / "smallcnn" / key
+    for suffix in (".json", ".npz"):
+        (cache / "smallcnn" / f"{key}{suffix}").write_bytes(source.with_suffix(suffix).read_bytes())
+    bad = cache / "smallcnn" / f"{key}.npz"
+    with np.load(bad) as z:
+        arrays = dict(z)
+    arrays["probs"] = arrays["probs"].copy()
+    arrays["probs"][7] = -arrays["probs"][7]
+    np.savez(bad, **arrays)
+
+    args = ["run", "--dataset", DATASET, "--learner", "smallcnn", "--strategy", "loss"]
+    args += ["--seeds", "0", "--cache", str(cache), "--out", str(tmp_path / "res"), "--no-progress"]
+    assert main(args) == 0
+    runs = pd.read_parquet(tmp_path / "res" / "runs.parquet")
+    assert list(runs["status"]) == ["skipped"]
+    error = runs["error"].iloc[0]
+    assert str(bad) in error and "negative" in error and "row 7" in error
+    assert "CIFAR-10 test images not found" in error
+    captured = capsys.readouterr()
+    assert f"{bad}: bad cache entry" in captured.err
+
+
+def _versioned_learner(plugin_root: Path) -> None:
+    (plugin_root / "learners").mkdir()
+    (plugin_root / "learners" / "versioned.py").write_text(
+        textwrap.dedent('''
+        import numpy as np
+        from benchmark.plugins import Learner, Posteriors
+
+        class Versioned(Learner):
+            """The truth, softened by an amount that a new version may change."""
+            name = "versioned"
+            description = "The true distribution mixed with the uniform one."
+            needs_images = False
+            version = "1"
+            fits = []
+
+            def fit_predict(self, task, *, seed, progress=True):
+                type(self).fits.append(seed)
+                return Posteriors(probs=(0.8 * task.true_dist + 0.2 / task.n_classes).astype(np.float32))
+    ''')
+    )
+    registry.refresh()
+
+
+def test_resume_reruns_cells_whose_learner_version_changed(tmp_path, plugin_root, monkeypatch):
+    _versioned_learner(plugin_root)
+    out = tmp_path / "res"
+    args = ["run", "--dataset", DATASET, "--learner", "versioned", "--strategy", "loss"]
+    args += ["--strategy", "random", "--seeds", "0", "--out", str(out), "--cache", str(tmp_path / "cache")]
+    args += ["--no-progress", "--resume"]
+    assert main(args) == 0
+    first = pd.read_parquet(out / "runs.parquet").set_index("strategy")
+    cells = {p.name: p.stat().st_mtime_ns for p in (out / "cells").glob("*.json")}
+
+    assert main(args) == 0  # nothing changed: every cell is reused
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "cells").glob("*.json")} == cells
+
+    cls = registry.get("learner", "versioned")
+    monkeypatch.setattr(cls, "version", "2")
+    assert main(args) == 0
+    again = pd.read_parquet(out / "runs.parquet").set_index("strategy")
+    # same cells (the config hash does not name the version), run again on the new posteriors
+    assert list(again["config_hash"].sort_index()) == list(first["config_hash"].sort_index())
+    for strategy in ("loss", "random"):
+        assert again.loc[strategy, "posteriors_id"] != first.loc[strategy, "posteriors_id"]
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "cells").glob("*.json")} != cells
+    assert cls.fits == [0, 0]

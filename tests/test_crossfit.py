@@ -50,17 +50,24 @@ def test_parameters_are_derived_once_from_the_config_fields_in_order() -> None:
         "mode": ["fast"],
         "init": [None],
     }
+    declared = Toy.declared()
+    assert (
+        declared["epochs"].type is int and declared["lr"].type is float and declared["augment"].type is bool
+    )
+    assert declared["init"].optional and not declared["mode"].optional
     assert Toy().config == Toy.Config()
     with pytest.raises(ValueError, match="no parameter width"):
         Toy(width=3)
 
 
-def test_config_coerces_values_to_the_field_types_and_keeps_params_as_given() -> None:
-    learner = Toy(epochs="24", lr="0.5", augment="false", mode=7, init="")
-    assert learner.config == Toy.Config(epochs=24, lr=0.5, augment=False, mode="7", init=None)
+def test_values_are_converted_to_the_field_types_when_the_learner_is_named() -> None:
+    learner = Toy(epochs=24.0, lr=1, augment=False, mode=7, init=None)
+    assert learner.config == Toy.Config(epochs=24, lr=1.0, augment=False, mode="7", init=None)
     assert isinstance(learner.config.epochs, int) and isinstance(learner.config.lr, float)
-    assert learner.params["epochs"] == "24"  # what the cache key hashes is what was written
-    assert Toy(lr=1, epochs=4.0, augment="True", init="/x.pt").config.init == "/x.pt"
+    # params hold the converted values: what the cache key hashes and the spec shows
+    assert learner.params["epochs"] == 24 and isinstance(learner.params["epochs"], int)
+    assert learner.spec == "toy[augment=False,epochs=24,lr=1,mode=7]"
+    assert Toy(init="/x.pt").config.init == "/x.pt"
     with pytest.raises(dataclasses.FrozenInstanceError):
         learner.config.epochs = 3
 
@@ -68,20 +75,22 @@ def test_config_coerces_values_to_the_field_types_and_keeps_params_as_given() ->
 @pytest.mark.parametrize(
     ("params", "message"),
     [
-        ({"epochs": "many"}, "learner toy: epochs='many' must be an integer"),
-        ({"epochs": 2.5}, "learner toy: epochs=2.5 must be an integer"),
-        ({"epochs": True}, "learner toy: epochs=True must be an int"),
-        ({"augment": "yes"}, "learner toy: augment='yes' must be true or false"),
-        ({"augment": 1}, "learner toy: augment=1 must be true or false"),
-        ({"lr": None}, "learner toy: lr=None may not be None"),
-        ({"lr": "fast"}, "learner toy: lr='fast' must be a number"),
+        (
+            {"epochs": "many"},
+            "learner toy: epochs=many is not allowed (not an integer): epochs must be an integer",
+        ),
+        ({"epochs": 2.5}, "learner toy: epochs=2.5 is not allowed (not an integer)"),
+        ({"epochs": True}, "learner toy: epochs=True is not allowed (not an integer)"),
+        ({"augment": "yes"}, "learner toy: augment=yes is not allowed (not true or false)"),
+        ({"augment": 1}, "learner toy: augment=1 is not allowed (not true or false)"),
+        ({"lr": None}, "learner toy: lr=None is not allowed (None is not allowed): lr must be a number"),
+        ({"lr": "fast"}, "learner toy: lr=fast is not allowed (not a number)"),
         ({"epochs": 0}, "learner toy: epochs=0 must be >= 1"),  # the Config's own __post_init__
     ],
 )
 def test_a_bad_value_is_a_clear_error(params: dict[str, Any], message: str) -> None:
-    learner = Toy(**params)  # cheap: nothing is checked before the config is needed
     with pytest.raises(ValueError, match=re.escape(message)):
-        _ = learner.config
+        Toy(**params)
 
 
 def test_an_explicit_parameters_grid_must_name_the_config_fields() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import re
 from pathlib import Path
 
 import numpy as np
@@ -124,7 +125,7 @@ def test_nan_in_stochastic_samples_names_sample_and_row(tmp_path: Path) -> None:
     samples = np.full((3, N, C), 1.0 / C)
     samples[1, 5, 0] = np.nan
     message = error_for(save(tmp_path, samples))
-    assert "sample 1, row 5" in message
+    assert "stochastic draw 1, row 5" in message
 
 
 def test_negative_entries_are_refused(tmp_path: Path) -> None:
@@ -147,3 +148,31 @@ def test_row_sums_within_tolerance_are_accepted(tmp_path: Path) -> None:
     p[0] = [0.5, 0.25, 0.2505]  # off by 5e-4 < 1e-3
     post = load_posteriors_file(save(tmp_path, p), N, C)
     assert post.probs.shape == (N, C)
+
+
+def test_array_check_is_the_files_check_and_names_its_holder() -> None:
+    from benchmark.posteriors import check_posteriors_array
+
+    values = check_posteriors_array(np.ones((N, C), dtype=np.float32) / C, N, C, where="entry.npz: probs")
+    assert values.dtype == np.float64
+    bad = uniform()
+    bad[4, 0] = np.nan
+    with pytest.raises(PosteriorsError, match=r"^entry.npz: probs: expected finite .* \(first in row 4\)"):
+        check_posteriors_array(bad, N, C, where="entry.npz: probs")
+    with pytest.raises(PosteriorsError, match=r"expected \(N, C\) = \(6, 3\), got an array with 3"):
+        check_posteriors_array(np.stack([uniform()] * 2), N, C, where="probs", ndim=(2,))
+
+
+@pytest.mark.parametrize(
+    ("content", "kind"),
+    [
+        (b"id,p0,p1\n0,0.5,0.5\n", "a text table (CSV?)"),
+        (b"\x80\x04K\x01.", "a Python pickle"),
+        (b"", "an empty file"),
+    ],
+)
+def test_a_file_that_is_not_npy_is_named_for_what_it_is(tmp_path, content, kind):
+    path = tmp_path / "probs.npy"
+    path.write_bytes(content)
+    with pytest.raises(PosteriorsError, match=re.escape(f"{path}: this is {kind}, not a .npy array")):
+        load_posteriors_file(path, 2, 2)

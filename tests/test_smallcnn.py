@@ -8,13 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from benchmark import crossfit, registry
 from benchmark.crossfit import fold_assignment
 from benchmark.learners.smallcnn import SmallCNN
 from benchmark.plugins import Posteriors
 from benchmark.task import CleaningTask
+
+torch = pytest.importorskip("torch")
 
 N_PER_CLASS, N_CLASSES, SIZE = 32, 3, 16
 #: Small and short enough that a fit takes about a second on a laptop CPU.

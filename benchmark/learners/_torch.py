@@ -1,38 +1,67 @@
 """What the torch learners share: the device, bf16 autocast, and deterministic thread settings.
 
 :class:`TorchLearner` is a :class:`~benchmark.crossfit.CrossFitLearner` whose ``session`` picks
-the device (CUDA when available, else the CPU), runs every CPU core with deterministic
-algorithms and restores the global torch settings afterwards. Inside a session ``self.device``
+the device (CUDA when available, else the CPU), runs with deterministic algorithms on the
+CPU threads it is given (:func:`cpu_threads`: every core, or its share of them while cells run
+in parallel) and restores the global torch settings afterwards. Inside a session ``self.device``
 and ``self.bf16`` (the ``bf16`` parameter, where the hardware supports it) are set, and
 :meth:`TorchLearner.autocast` gives the matching autocast context.
+
+PyTorch is an optional extra (``pip install 'alcbench[learners]'``). This module imports it
+only once a fit starts, so a torch learner is listed, configured and served from the posterior
+cache without it; each learner keeps its torch code in a private module beside it
+(``_smallcnn_net.py``, ``_resnet50_net.py``) that its methods import. A fit without PyTorch
+stops at the start of its session with :class:`MissingExtraError`, which names the extra.
 """
 
 from __future__ import annotations
 
-import hashlib
+import importlib
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-import torch
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from benchmark.crossfit import CrossFitLearner
 from benchmark.dataroot import DataNotFoundError
 
 if TYPE_CHECKING:
-    from torchvision.models import ResNet
+    import torch
+
+#: The command that installs what the torch learners need (PyTorch and torchvision).
+INSTALL_LEARNERS = "pip install 'alcbench[learners]'"
+
+
+class MissingExtraError(DataNotFoundError):
+    """A learner needs PyTorch (the ``learners`` extra), which is not installed.
+
+    Like absent images, it leaves a fit undone: the runner reports the cells that needed the
+    fit as skipped, with this message, and ``alcbench fit`` prints it as its error.
+    """
+
+
+def require_torch(learner: str, *, torchvision: bool = False) -> None:
+    """Imports torch (and torchvision when ``torchvision``); MissingExtraError naming the extra
+    and the command that installs it when that fails."""
+    what = "PyTorch and torchvision" if torchvision else "PyTorch"
+    for module in ("torch", "torchvision") if torchvision else ("torch",):
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise MissingExtraError(f"learner {learner} needs {what}: {INSTALL_LEARNERS} ({exc})") from exc
 
 
 def default_device() -> torch.device:
     """CUDA when available, else the CPU."""
+    import torch
+
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def bf16_supported(device: torch.device) -> bool:
     """Whether bf16 autocast runs natively on ``device`` (CUDA, or CPUs with AVX512-BF16)."""
+    import torch
+
     if device.type == "cuda":
         return bool(torch.cuda.is_bf16_supported())
     try:
@@ -43,6 +72,8 @@ def bf16_supported(device: torch.device) -> bool:
 
 def autocast(device: torch.device, enabled: bool) -> torch.autocast:
     """bf16 autocast on ``device`` when ``enabled``, else a no-op autocast context."""
+    import torch
+
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
@@ -54,19 +85,45 @@ def cpu_count() -> int:
         return os.cpu_count() or 1
 
 
+#: The CPU threads one fit may use, set by the runner while a cell runs (``THREADS_ENV`` of
+#: benchmark/runner.py): cores // parallel cells.
+THREADS_ENV = "ALCBENCH_THREADS"
+
+
+def cpu_threads() -> int | None:
+    """The CPU threads a fit uses, or None to leave torch's own (``OMP_NUM_THREADS`` is set).
+
+    ``OMP_NUM_THREADS`` set by the user wins; else ``$ALCBENCH_THREADS``, the runner's budget
+    for each of the cells running at once (at most the cores; ignored unless a whole number
+    >= 1); else every core.
+    """
+    if "OMP_NUM_THREADS" in os.environ:
+        return None
+    try:
+        budget = int(os.environ.get(THREADS_ENV, ""))
+    except ValueError:
+        budget = 0
+    return min(budget, cpu_count()) if budget >= 1 else cpu_count()
+
+
 @contextmanager
 def torch_settings(device: torch.device) -> Iterator[None]:
-    """Every core and deterministic algorithms for the duration of a fit, then restore.
+    """The CPU threads of :func:`cpu_threads` and deterministic algorithms for the duration of
+    a fit, then restore.
 
     ``OMP_NUM_THREADS``, when set, wins: on a CPU shared with other busy processes, one thread
-    per core makes OpenMP's barriers spin and a fit can run ten times slower. On CUDA, cuBLAS
+    per core makes OpenMP's barriers spin and a fit can run ten times slower; for the same
+    reason cells fitting in parallel share the cores (``$ALCBENCH_THREADS``). On CUDA, cuBLAS
     is given the fixed workspace it needs to be deterministic (read when its handle is made).
     """
+    import torch
+
     threads = torch.get_num_threads()
     deterministic = torch.are_deterministic_algorithms_enabled()
     warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
-    if device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
-        torch.set_num_threads(cpu_count())
+    wanted = cpu_threads() if device.type == "cpu" else None
+    if wanted is not None:
+        torch.set_num_threads(wanted)
     if device.type == "cuda":
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     # On CUDA some kernels have no deterministic version; warn rather than fail there.
@@ -81,15 +138,24 @@ def torch_settings(device: torch.device) -> Iterator[None]:
 class TorchLearner(CrossFitLearner):
     """A cross-fitted learner in torch: a session on the default device with torch settings.
 
-    Its ``Config`` may have a ``bf16: bool`` field (bf16 autocast where supported).
+    Its ``Config`` may have a ``bf16: bool`` field (bf16 autocast where supported). Its session
+    starts with :func:`require_torch`; a subclass that overrides ``session`` and does torch work
+    before ``super().session()`` calls it first.
     """
 
+    #: Whether a fit needs torchvision as well as torch.
+    needs_torchvision: ClassVar[bool] = False
     #: Set by :meth:`session`: the device everything runs on, and whether bf16 autocast is on.
     device: torch.device
     bf16: bool
 
+    def require_torch(self) -> None:
+        """MissingExtraError, naming the extra, unless what a fit needs is installed."""
+        require_torch(self.name, torchvision=self.needs_torchvision)
+
     @contextmanager
     def session(self) -> Iterator[None]:
+        self.require_torch()
         self.device = default_device()
         self.bf16 = bool(getattr(self.config, "bf16", False)) and bf16_supported(self.device)
         with torch_settings(self.device):
@@ -100,113 +166,10 @@ class TorchLearner(CrossFitLearner):
         return autocast(self.device, self.bf16)
 
     def fit_info(self) -> dict[str, Any]:
+        import torch
+
         return {
             "device": str(self.device),
             "bf16": self.bf16,
             "threads": torch.get_num_threads() if self.device.type == "cpu" else None,
         }
-
-
-# --------------------------------------------------------------------------- encoders
-
-
-def torchvision_resnet50(n_classes: int) -> ResNet:
-    """A freshly initialised torchvision ResNet-50 with ``n_classes`` outputs (no weights read)."""
-    # Imported here: torchvision takes a second to import, and listing plugins should not pay it.
-    import torchvision
-
-    return torchvision.models.resnet50(weights=None, num_classes=n_classes)
-
-
-@dataclass(frozen=True)
-class Encoder:
-    """Backbone tensors read from an ``init`` file, keyed as in torchvision's ResNet-50."""
-
-    path: Path
-    state: dict[str, torch.Tensor]
-    sha256: str
-
-
-def load_encoder(path: Path) -> Encoder:
-    """Read and check the state dict of a torchvision ResNet-50 encoder (e.g. SimCLR or BYOL).
-
-    Its tensors may carry a prefix (``encoder.``, ``module.``, ...), which is found and
-    stripped; extra tensors (projection heads) and the final ``fc`` layer are dropped, but every
-    backbone tensor must be present with the right shape: a half-loaded encoder is an error.
-
-    Raises:
-        DataNotFoundError: the file does not exist.
-        ValueError: the file is not a state dict, or lacks backbone tensors, or has tensors of
-            the wrong shape; the message names the file.
-    """
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise DataNotFoundError(
-            f"resnet50 init file {path} not found. It should hold the state dict of a torchvision "
-            "ResNet-50 encoder, saved with torch.save(model.state_dict(), path); no weights are "
-            "downloaded. Use init=None to train from scratch."
-        )
-    try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise ValueError(f"resnet50 init file {path} cannot be read as a torch state dict: {e}") from e
-    state = _find_state_dict(loaded)
-    if state is None:
-        raise ValueError(
-            f"resnet50 init file {path} holds no state dict (a mapping of names to tensors, "
-            "possibly under 'state_dict' or 'model')"
-        )
-    reference = {k: v for k, v in torchvision_resnet50(1000).state_dict().items() if not k.startswith("fc.")}
-    prefix = max(
-        _prefixes(state), key=lambda p: sum(k[len(p) :] in reference for k in state if k.startswith(p))
-    )
-    backbone = {
-        k[len(prefix) :]: v
-        for k, v in state.items()
-        if k.startswith(prefix) and k[len(prefix) :] in reference
-    }
-    if not backbone:
-        shown = ", ".join(list(state)[:5])
-        raise ValueError(
-            f"resnet50 init file {path} holds no torchvision ResNet-50 tensors (its first keys: {shown})"
-        )
-    wrong = [
-        f"{k} {tuple(v.shape)} != {tuple(reference[k].shape)}"
-        for k, v in backbone.items()
-        if v.shape != reference[k].shape
-    ]
-    if wrong:
-        raise ValueError(
-            f"resnet50 init file {path} does not fit a ResNet-50 (prefix {prefix!r}): "
-            f"{len(wrong)} tensors have the wrong shape, e.g. {'; '.join(wrong[:3])}"
-        )
-    missing = [k for k in reference if k not in backbone and not k.endswith("num_batches_tracked")]
-    if missing:
-        raise ValueError(
-            f"resnet50 init file {path} lacks {len(missing)} of the ResNet-50 backbone tensors "
-            f"(prefix {prefix!r}), e.g. {', '.join(missing[:3])}; refusing a half-initialised encoder"
-        )
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    return Encoder(
-        path=path,
-        state={k: v.float() if v.is_floating_point() else v for k, v in backbone.items()},
-        sha256=digest,
-    )
-
-
-def _find_state_dict(obj: Any) -> dict[str, torch.Tensor] | None:
-    if isinstance(obj, dict):
-        tensors = {k: v for k, v in obj.items() if isinstance(k, str) and isinstance(v, torch.Tensor)}
-        if tensors:
-            return tensors
-        for key in ("state_dict", "model", "model_state_dict", "encoder", "network"):
-            found = _find_state_dict(obj.get(key))
-            if found:
-                return found
-    return None
-
-
-def _prefixes(state: dict[str, torch.Tensor]) -> set[str]:
-    """Candidate key prefixes: whatever precedes a key ending in ``conv1.weight``, and none."""
-    suffix = "conv1.weight"
-    return {""} | {k[: -len(suffix)] for k in state if k.endswith(suffix)}
