@@ -12,11 +12,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import benchmark
 from benchmark import registry
-from benchmark.config import MAX_SEEDS
+from benchmark.arguments import build_parser
 from benchmark.dataroot import user_cache_dir
-from benchmark.metrics import DEFAULT_TARGET_ACCURACY
 
 KIND_ALIASES = {
     "datasets": "dataset",
@@ -37,12 +35,12 @@ class UsageError(Exception):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
+    parser = build_parser()
     args = parser.parse_args(argv)
     with warnings.catch_warnings():
         warnings.showwarning = _show_warning
         try:
-            return int(args.func(args))
+            return int(COMMANDS[args.command](args))
         except (
             UsageError,
             registry.UnknownPluginError,
@@ -60,151 +58,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _show_warning(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> None:
     """Warnings as one line on stderr, like the command's errors."""
     print(f"alcbench: warning: {message}", file=sys.stderr)
-
-
-def _count(minimum: int, *, also: tuple[int, ...] = (), what: str = "") -> Any:
-    """An argparse type: an integer >= ``minimum`` (or one of ``also``)."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer{what}") from None
-        if value < minimum and value not in also:
-            raise argparse.ArgumentTypeError(f"{value} is not allowed{what}")
-        return value
-
-    return parse
-
-
-def _percent(text: str) -> float:
-    """An argparse type: a label accuracy in % (0, 100]."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 < value <= 100:
-        raise argparse.ArgumentTypeError(f"{value:g} is not a label accuracy in % (0 < target <= 100)")
-    return value
-
-
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="alcbench", description="Benchmark suite for active label cleaning.")
-    p.add_argument("--version", action="version", version=f"alcbench {benchmark.__version__}")
-    sub = p.add_subparsers(dest="command", required=True)
-
-    ls = sub.add_parser("list", help="list datasets, strategies and learners")
-    ls.add_argument("kind", nargs="?", default="all", help="datasets | strategies | learners | all")
-    ls.add_argument("pattern", nargs="?", default="*", help="shell-style name filter, e.g. 'cleanlab*'")
-    ls.set_defaults(func=cmd_list)
-
-    run = sub.add_parser("run", help="run strategies on one dataset and write results to --out")
-    run.add_argument(
-        "--dataset", required=True, help="dataset spec, e.g. cifar10h or 'cifar10h[temperature=10]'"
-    )
-    run.add_argument(
-        "--strategy",
-        required=True,
-        action="append",
-        help="strategy spec (repeatable), e.g. loss or 'eq2[hinge=0.3]'",
-    )
-    src = run.add_mutually_exclusive_group()
-    src.add_argument("--learner", default=None, help="learner spec (default: smallcnn)")
-    src.add_argument(
-        "--posteriors",
-        type=Path,
-        default=None,
-        help="posteriors file (.npy, N x C or T x N x C) replacing the learner",
-    )
-    _common(run, default_out=None)
-    run.set_defaults(func=cmd_run)
-
-    suite = sub.add_parser("suite", help="run the default benchmark suite (what `make benchmark` runs)")
-    suite.add_argument(
-        "--datasets", nargs="+", default=None, help="dataset specs (default: all registered, full grids)"
-    )
-    suite.add_argument(
-        "--strategies", nargs="+", default=None, help="strategy specs (default: all registered)"
-    )
-    suite.add_argument(
-        "--learners", nargs="+", default=None, help="learner specs (default: each dataset's own)"
-    )
-    _common(suite, default_out=Path("results"))
-    suite.set_defaults(func=cmd_suite, seeds="0-4")
-
-    fit = sub.add_parser(
-        "fit",
-        help="fit a learner and fill the posterior cache (entries already cached or shipped "
-        "in results/posteriors are used as they are, without the images)",
-    )
-    fit.add_argument(
-        "--dataset", required=True, help="dataset spec, e.g. cifar10h or 'cifar10h[temperature=10]'"
-    )
-    fit.add_argument("--learner", default="smallcnn", help="learner spec (default: smallcnn)")
-    fit.add_argument("--seeds", default="0", help="e.g. 0-4 or 0,2,5 (default 0)")
-    _inputs(fit)
-    fit.add_argument(
-        "--export",
-        type=Path,
-        default=None,
-        help="also write the posteriors of the first seed to this .npy file (T x N x C when the "
-        "learner gives stochastic samples, else N x C), for `run --posteriors`",
-    )
-    fit.set_defaults(func=cmd_fit)
-
-    rep = sub.add_parser("report", help="rebuild leaderboard tables and plots from a results folder")
-    rep.add_argument("dir", type=Path, help="results folder holding runs.parquet and curves.parquet")
-    rep.set_defaults(func=cmd_report)
-    return p
-
-
-def _inputs(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data-root", type=Path, default=None, help="folder with the data files")
-    p.add_argument(
-        "--cache",
-        type=Path,
-        default=None,
-        help="posterior cache folder written to (default: OUT/posteriors for suite, else the user "
-        "cache); the posteriors shipped in results/posteriors are always read as well",
-    )
-    p.add_argument(
-        "--refit", action="store_true", help="fit learners again instead of using cached posteriors"
-    )
-
-
-def _common(p: argparse.ArgumentParser, default_out: Path | None) -> None:
-    p.add_argument("--seeds", default="0-4", help=f"e.g. 0-4 or 0,2,5 (default 0-4; at most {MAX_SEEDS:,})")
-    p.add_argument(
-        "--out",
-        type=Path,
-        default=default_out,
-        required=default_out is None,
-        help="results folder: cell files, tables, leaderboard and plots"
-        + (f" (default {default_out})" if default_out is not None else ""),
-    )
-    _inputs(p)
-    p.add_argument(
-        "--jobs",
-        type=_count(1, also=(-1,), what=": --jobs takes a number of processes >= 1, or -1 for all cores"),
-        default=1,
-        help="parallel worker processes for cells (-1: all cores)",
-    )
-    p.add_argument("--resume", action="store_true", help="reuse cells already finished in --out")
-    p.add_argument(
-        "--target",
-        type=_percent,
-        default=DEFAULT_TARGET_ACCURACY,
-        help="target label accuracy %% for 'annotations to target' (default 95)",
-    )
-    p.add_argument(
-        "--active-every",
-        type=_count(0, what=": --active-every takes a number of annotations >= 1, or 0 for static runs only"),
-        default=0,
-        metavar="B",
-        help="also run each model-based strategy actively (paper's Algorithm 1): re-fit the learner "
-        "on the current labels every B annotations and re-rank the rest (default 0: static only)",
-    )
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -429,5 +282,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+COMMANDS = {"list": cmd_list, "run": cmd_run, "suite": cmd_suite, "fit": cmd_fit, "report": cmd_report}
+
+
 if __name__ == "__main__":
     raise SystemExit(main())
+

@@ -260,11 +260,12 @@ def test_corrupt_entry_in_an_extra_dir_is_skipped_with_a_warning(task: CleaningT
 
 def write_entry(cache_dir: Path, task: CleaningTask, learner: Learner, seed: int, probs: np.ndarray) -> Path:
     """An entry for (task, learner, seed) as the cache writes it, holding ``probs``."""
-    from benchmark.cache import _write_entry, key_inputs
+    from benchmark.cache import key_inputs
+    from benchmark.cache_entry import write_entry as store
 
     key = cache_key(task, learner, seed)
     path = cache_dir / learner.name / f"{key}.npz"
-    _write_entry(path, Posteriors(probs=probs.astype(np.float32)), key_inputs(task, learner, seed), key)
+    store(path, Posteriors(probs=probs.astype(np.float32)), key_inputs(task, learner, seed), key)
     return path
 
 

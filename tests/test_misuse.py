@@ -349,9 +349,9 @@ def test_provenance_records_extra_plugin_folders(monkeypatch, tmp_path):
 def test_every_option_and_argument_has_help():
     import argparse
 
-    from benchmark.cli import _parser
+    from benchmark.arguments import build_parser
 
-    parser = _parser()
+    parser = build_parser()
     commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     for name, sub in commands.choices.items():
         for action in sub._actions:
