@@ -287,4 +287,3 @@ COMMANDS = {"list": cmd_list, "run": cmd_run, "suite": cmd_suite, "fit": cmd_fit
 
 if __name__ == "__main__":
     raise SystemExit(main())
-
