@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 import warnings
@@ -124,6 +123,7 @@ def _execute(
     from benchmark import results, runner
     from benchmark.config import parse_seeds
     from benchmark.report import write_report
+    from benchmark.threads import available_cores
 
     seeds = parse_seeds(args.seeds)
     # Unknown names and bad parameters fail here, before any work; every spec is recorded in
@@ -152,7 +152,7 @@ def _execute(
         progress=progress,
         active_every=args.active_every,
     )
-    jobs = (os.cpu_count() or 1) if args.jobs == -1 else args.jobs
+    jobs = available_cores() if args.jobs == -1 else args.jobs
     rows = runner.execute(plan, args.out, jobs=jobs, resume=args.resume, progress=progress)
     # Several commands may write into one folder: the tables are merged under a lock.
     with results.locked(args.out):

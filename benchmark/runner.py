@@ -12,17 +12,15 @@ on-disk cache.
 from __future__ import annotations
 
 import json
-import os
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from joblib import Parallel, cpu_count, delayed
+from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
 from benchmark import registry
@@ -35,13 +33,8 @@ from benchmark.posteriors import load_posteriors_file
 from benchmark.results import finished_row, provenance, task_columns, write_cell
 from benchmark.simulator import initial_counts, simulate
 from benchmark.task import CleaningTask
+from benchmark.threads import thread_budget, threads_for_fits
 from benchmark.trajectory import MissingInputError, missing_inputs
-
-#: The CPU threads one learner fit may use, set while each cell runs (see :func:`execute`) and
-#: read by the torch learners' ``torch_settings`` (benchmark/learners/_torch.py), where
-#: ``OMP_NUM_THREADS`` set by the user still wins. Fits before the cells (:func:`prepare`) run
-#: one at a time in this process, with every core.
-THREADS_ENV = "ALCBENCH_THREADS"
 
 
 def run_cell(
@@ -240,7 +233,7 @@ def execute(
     row's ``posteriors_id``, the cache key that names the learner's version and parameters,
     or the file's sha256); cells whose posteriors are unavailable now are never reused.
 
-    Each cell may use :func:`thread_budget` CPU threads (``$ALCBENCH_THREADS`` while it
+    Each cell may use :func:`~benchmark.threads.thread_budget` CPU threads (``$ALCBENCH_THREADS`` while it
     runs), so that ``jobs`` cells re-fitting learners at once share the cores without
     oversubscribing them.
     """
@@ -284,31 +277,6 @@ def execute(
         for row in tqdm(results, total=len(todo), desc="cells", unit="cell", disable=not progress):
             rows.append(row)
     return rows
-
-
-def available_cores() -> int:
-    """CPU cores this process may use (affinity and container quotas counted), as joblib counts."""
-    return max(1, int(cpu_count()))
-
-
-def thread_budget(jobs: int, cores: int | None = None) -> int:
-    """CPU threads for each of ``jobs`` cells running at once: ``cores // jobs``, at least 1."""
-    cores = available_cores() if cores is None else cores
-    return max(1, cores // max(1, jobs))
-
-
-@contextmanager
-def threads_for_fits(threads: int) -> Iterator[None]:
-    """Sets ``$ALCBENCH_THREADS`` (:data:`THREADS_ENV`) to ``threads`` for the duration."""
-    previous = os.environ.get(THREADS_ENV)
-    os.environ[THREADS_ENV] = str(threads)
-    try:
-        yield
-    finally:
-        if previous is None:
-            os.environ.pop(THREADS_ENV, None)
-        else:
-            os.environ[THREADS_ENV] = previous
 
 
 def _run_cell_with_threads(threads: int, *args: Any) -> dict[str, Any]:

@@ -19,6 +19,7 @@ FLOORS: dict[str, int] = {
     "dataroot": 0,
     "task": 0,
     "expert": 0,
+    "threads": 0,
     "params": 0,
     # plugin contracts and what they compute with
     "plugins": 1,

@@ -12,6 +12,7 @@ import torch
 from joblib.externals.loky import get_reusable_executor
 
 from benchmark import registry, runner
+from benchmark import threads as cpu_threads
 from benchmark.config import Source
 from benchmark.learners import _torch
 
@@ -19,7 +20,7 @@ from benchmark.learners import _torch
 @pytest.fixture(autouse=True)
 def no_thread_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    monkeypatch.delenv(runner.THREADS_ENV, raising=False)
+    monkeypatch.delenv(cpu_threads.THREADS_ENV, raising=False)
 
 
 @pytest.mark.parametrize(
@@ -27,53 +28,54 @@ def no_thread_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     [(1, 2, 2), (2, 2, 1), (3, 2, 1), (2, 16, 8), (3, 16, 5), (16, 16, 1), (0, 4, 4)],
 )
 def test_thread_budget_is_cores_over_jobs_and_at_least_one(jobs: int, cores: int, threads: int) -> None:
-    assert runner.thread_budget(jobs, cores) == threads
+    assert cpu_threads.thread_budget(jobs, cores) == threads
 
 
 def test_thread_budget_counts_the_cores_this_process_may_use() -> None:
-    assert runner.thread_budget(1) == runner.available_cores() >= 1
+    assert cpu_threads.thread_budget(1) == cpu_threads.available_cores() >= 1
 
 
-def test_runner_and_torch_learners_agree_on_the_variable() -> None:
-    assert runner.THREADS_ENV == _torch.THREADS_ENV
+def test_the_budget_the_runner_sets_is_the_one_torch_learners_read() -> None:
+    with cpu_threads.threads_for_fits(1), _torch.torch_settings(torch.device("cpu")):
+        assert torch.get_num_threads() == 1
 
 
 def test_threads_for_fits_sets_and_restores_the_budget() -> None:
-    with runner.threads_for_fits(3):
-        assert os.environ[runner.THREADS_ENV] == "3"
-        with runner.threads_for_fits(1):
-            assert os.environ[runner.THREADS_ENV] == "1"
-        assert os.environ[runner.THREADS_ENV] == "3"
-    assert runner.THREADS_ENV not in os.environ
+    with cpu_threads.threads_for_fits(3):
+        assert os.environ[cpu_threads.THREADS_ENV] == "3"
+        with cpu_threads.threads_for_fits(1):
+            assert os.environ[cpu_threads.THREADS_ENV] == "1"
+        assert os.environ[cpu_threads.THREADS_ENV] == "3"
+    assert cpu_threads.THREADS_ENV not in os.environ
 
 
 def test_a_fit_uses_every_core_without_a_budget() -> None:
-    assert _torch.cpu_threads() == _torch.cpu_count()
+    assert cpu_threads.fit_threads() == cpu_threads.available_cores()
 
 
 def test_torch_settings_honour_the_budget_and_restore(monkeypatch: pytest.MonkeyPatch) -> None:
     before = torch.get_num_threads()
-    monkeypatch.setenv(runner.THREADS_ENV, "1")
+    monkeypatch.setenv(cpu_threads.THREADS_ENV, "1")
     with _torch.torch_settings(torch.device("cpu")):
         assert torch.get_num_threads() == 1
     assert torch.get_num_threads() == before
 
 
 def test_budget_above_the_cores_is_capped(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(runner.THREADS_ENV, "100000")
-    assert _torch.cpu_threads() == _torch.cpu_count()
+    monkeypatch.setenv(cpu_threads.THREADS_ENV, "100000")
+    assert cpu_threads.fit_threads() == cpu_threads.available_cores()
 
 
 @pytest.mark.parametrize("value", ["", "zero", "0", "-2"])
 def test_unreadable_budget_means_every_core(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
-    monkeypatch.setenv(runner.THREADS_ENV, value)
-    assert _torch.cpu_threads() == _torch.cpu_count()
+    monkeypatch.setenv(cpu_threads.THREADS_ENV, value)
+    assert cpu_threads.fit_threads() == cpu_threads.available_cores()
 
 
 def test_omp_num_threads_set_by_the_user_wins(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    monkeypatch.setenv(runner.THREADS_ENV, "1")
-    assert _torch.cpu_threads() is None
+    monkeypatch.setenv(cpu_threads.THREADS_ENV, "1")
+    assert cpu_threads.fit_threads() is None
     before = torch.get_num_threads()
     with _torch.torch_settings(torch.device("cpu")):
         assert torch.get_num_threads() == before  # left as torch set it from OMP_NUM_THREADS
@@ -98,7 +100,7 @@ def test_every_cell_runs_with_its_share_of_the_cores(
             description = "Records the CPU thread budget of its cell."
 
             def score(self, ctx):
-                budget = os.environ.get("{runner.THREADS_ENV}", "unset")
+                budget = os.environ.get("{cpu_threads.THREADS_ENV}", "unset")
                 (Path({str(seen)!r}) / f"{{ctx.seed}}").write_text(budget)
                 return ctx.posteriors.max(axis=1)
         """)
@@ -125,5 +127,5 @@ def test_every_cell_runs_with_its_share_of_the_cores(
         get_reusable_executor().shutdown(wait=True)
     assert {r["status"] for r in rows} == {"ok"}, [r["error"] for r in rows]
     budgets = {p.name: p.read_text() for p in seen.iterdir()}
-    assert budgets == {str(s): str(runner.thread_budget(jobs)) for s in range(4)}
-    assert runner.THREADS_ENV not in os.environ
+    assert budgets == {str(s): str(cpu_threads.thread_budget(jobs)) for s in range(4)}
+    assert cpu_threads.THREADS_ENV not in os.environ

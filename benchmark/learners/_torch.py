@@ -2,10 +2,10 @@
 
 :class:`TorchLearner` is a :class:`~benchmark.crossfit.CrossFitLearner` whose ``session`` picks
 the device (CUDA when available, else the CPU), runs with deterministic algorithms on the
-CPU threads it is given (:func:`cpu_threads`: every core, or its share of them while cells run
-in parallel) and restores the global torch settings afterwards. Inside a session ``self.device``
-and ``self.bf16`` (the ``bf16`` parameter, where the hardware supports it) are set, and
-:meth:`TorchLearner.autocast` gives the matching autocast context.
+CPU threads it is given (:func:`benchmark.threads.fit_threads`: every core, or its share of
+them while cells run in parallel) and restores the global torch settings afterwards. Inside a
+session ``self.device`` and ``self.bf16`` (the ``bf16`` parameter, where the hardware supports
+it) are set, and :meth:`TorchLearner.autocast` gives the matching autocast context.
 
 PyTorch is an optional extra (``pip install 'alcbench[learners]'``). This module imports it
 only once a fit starts, so a torch learner is listed, configured and served from the posterior
@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from benchmark.crossfit import CrossFitLearner
 from benchmark.dataroot import DataNotFoundError
+from benchmark.threads import fit_threads
 
 if TYPE_CHECKING:
     import torch
@@ -77,51 +78,19 @@ def autocast(device: torch.device, enabled: bool) -> torch.autocast:
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
-def cpu_count() -> int:
-    """CPU cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
-#: The CPU threads one fit may use, set by the runner while a cell runs (``THREADS_ENV`` of
-#: benchmark/runner.py): cores // parallel cells.
-THREADS_ENV = "ALCBENCH_THREADS"
-
-
-def cpu_threads() -> int | None:
-    """The CPU threads a fit uses, or None to leave torch's own (``OMP_NUM_THREADS`` is set).
-
-    ``OMP_NUM_THREADS`` set by the user wins; else ``$ALCBENCH_THREADS``, the runner's budget
-    for each of the cells running at once (at most the cores; ignored unless a whole number
-    >= 1); else every core.
-    """
-    if "OMP_NUM_THREADS" in os.environ:
-        return None
-    try:
-        budget = int(os.environ.get(THREADS_ENV, ""))
-    except ValueError:
-        budget = 0
-    return min(budget, cpu_count()) if budget >= 1 else cpu_count()
-
-
 @contextmanager
 def torch_settings(device: torch.device) -> Iterator[None]:
-    """The CPU threads of :func:`cpu_threads` and deterministic algorithms for the duration of
-    a fit, then restore.
-
-    ``OMP_NUM_THREADS``, when set, wins: on a CPU shared with other busy processes, one thread
-    per core makes OpenMP's barriers spin and a fit can run ten times slower; for the same
-    reason cells fitting in parallel share the cores (``$ALCBENCH_THREADS``). On CUDA, cuBLAS
-    is given the fixed workspace it needs to be deterministic (read when its handle is made).
+    """The CPU threads of :func:`benchmark.threads.fit_threads` (every core, the cell's share
+    of them, or ``OMP_NUM_THREADS``'s) and deterministic algorithms for the duration of a fit,
+    then restore. On CUDA, cuBLAS is given the fixed workspace it needs to be deterministic
+    (read when its handle is made).
     """
     import torch
 
     threads = torch.get_num_threads()
     deterministic = torch.are_deterministic_algorithms_enabled()
     warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
-    wanted = cpu_threads() if device.type == "cpu" else None
+    wanted = fit_threads() if device.type == "cpu" else None
     if wanted is not None:
         torch.set_num_threads(wanted)
     if device.type == "cuda":

@@ -46,7 +46,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmark.learners._torch import cpu_count
 from benchmark.learners.resnet50 import ResNet50
 from benchmark.learners.smallcnn import SmallCNN
 from benchmark.perf.learner_timing import (
@@ -61,6 +60,7 @@ from benchmark.perf.learner_timing import (
     planned_batches,
 )
 from benchmark.perf.machine import machine_info, write_csv
+from benchmark.threads import available_cores
 
 # --------------------------------------------------------------------------------------------
 # Full-fit estimate
@@ -129,7 +129,7 @@ def hardware_info() -> dict[str, str]:
                 if torch.cuda.is_available()
                 else "not available"
             ),
-            "affinity": str(cpu_count()),
+            "affinity": str(available_cores()),
             "omp": os.environ.get("OMP_NUM_THREADS", "unset"),
             "machine": platform.machine(),
         }
