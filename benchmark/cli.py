@@ -136,7 +136,6 @@ def _execute(
         for dataset, sources in grid
     ]
     strategies = list(dict.fromkeys(_canonical("strategy", spec) for spec in strategies))
-    results.check_writable(args.out)
     cache_dir, extra = _cache_dirs(args, suite=suite)
     progress = not args.no_progress
     started = time.perf_counter()
@@ -173,23 +172,22 @@ def _execute(
     )
     for what, frame in (("replaced by this run", update.replaced), ("dropped", update.dropped)):
         if len(frame):
-            groups = sorted({f"{d} / {ln}" for d, ln in zip(frame["dataset"], frame["learner"], strict=True)})
-            shown = "; ".join(groups[:4]) + (f"; and {len(groups) - 4} more" if len(groups) > 4 else "")
+            groups = {f"{d} / {ln}" for d, ln in zip(frame["dataset"], frame["learner"], strict=True)}
             print(
-                f"  {len(frame)} rows of earlier runs in {args.out} were {what} ({shown}); "
+                f"  {len(frame)} rows of earlier runs in {args.out} were {what} ({_first_few(groups)}); "
                 f"their cell files stay in {args.out / 'cells'}"
             )
     for label, frame in (("skipped", skipped), ("FAILED", failed)):
         # One entry per distinct reason: a missing image folder skips many cells at once.
         for error, group in frame.groupby("error", sort=True):
-            cells = sorted(
-                {
-                    f"{d} / {ln} / {st}"
-                    for d, ln, st in zip(group["dataset"], group["learner"], group["strategy"], strict=True)
-                }
+            cells = {
+                f"{d} / {ln} / {st}"
+                for d, ln, st in zip(group["dataset"], group["learner"], group["strategy"], strict=True)
+            }
+            print(
+                f"  {label} ({len(group)} cells: {_first_few(cells)}):\n    "
+                + str(error).replace("\n", "\n    ")
             )
-            shown = "; ".join(cells[:4]) + (f"; and {len(cells) - 4} more" if len(cells) > 4 else "")
-            print(f"  {label} ({len(group)} cells: {shown}):\n    " + str(error).replace("\n", "\n    "))
     if len(refit_timings):
         print(
             f"  {len(refit_timings)} learner re-fits in active runs took "
@@ -204,6 +202,13 @@ def _execute(
     for message in preload_failures:
         print(f"  FAILED plugin: {message}")
     return 1 if len(failed) or preload_failures else 0
+
+
+def _first_few(names: set[str], shown: int = 4) -> str:
+    """The first ``shown`` names in order, then how many more there are."""
+    ordered = sorted(names)
+    more = f"; and {len(ordered) - shown} more" if len(ordered) > shown else ""
+    return "; ".join(ordered[:shown]) + more
 
 
 def _canonical(kind: str, spec: str) -> str:
@@ -234,10 +239,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_suite(args: argparse.Namespace) -> int:
     from benchmark.config import Source
     from benchmark.results import check_writable
-
-    check_writable(args.out)
     from benchmark.suite import expand, learners_for
 
+    check_writable(args.out)
     datasets, failed_d = expand("dataset", tuple(args.datasets) if args.datasets else None)
     strategies, failed_s = expand("strategy", tuple(args.strategies) if args.strategies else None)
     grid = [

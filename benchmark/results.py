@@ -105,17 +105,6 @@ def _code_versions() -> dict[str, str]:
     }
 
 
-#: The run-table columns that describe the code that produced a row rather than its result.
-PROVENANCE_COLUMNS = (
-    "alcbench_version",
-    "commit",
-    "numpy_version",
-    "torch_version",
-    "cleanlab_version",
-    "plugin_path",
-)
-
-
 def _installed_version(distribution: str) -> str:
     """The installed version of a package, read from its metadata without importing it ("" when
     it is not installed: torch is an optional extra)."""
@@ -259,19 +248,21 @@ def write_tables(out_dir: Path, rows: Sequence[dict[str, Any]], *, merge: bool =
     empty = pd.DataFrame(columns=list(RUN_COLUMNS))
     kept, replaced, dropped = 0, empty, empty
     if (out_dir / "runs.parquet").is_file() and (out_dir / "curves.parquet").is_file():
-        old_runs, old_curves = load_tables(out_dir)
+        # the earlier curves are read only when their runs stay in the tables
+        if merge:
+            old_runs, old_curves = load_tables(out_dir)
+        else:
+            old_runs, old_curves = pd.read_parquet(out_dir / "runs.parquet"), None
         same_cell = old_runs["config_hash"].isin(runs["config_hash"])
         same_run = _run_keys(old_runs).isin(set(_run_keys(runs)))
-        if merge:
-            replaced = old_runs[same_run & ~same_cell]
-            old_runs = old_runs[~same_cell & ~same_run]
-            kept = len(old_runs)
-            old_curves = old_curves[old_curves["config_hash"].isin(old_runs["config_hash"])]
-            runs = pd.concat([old_runs, runs], ignore_index=True)
-            curve_frames.insert(0, old_curves)
+        replaced = old_runs[same_run & ~same_cell]
+        others = old_runs[~same_cell & ~same_run]
+        if old_curves is not None:
+            kept = len(others)
+            curve_frames.insert(0, old_curves[old_curves["config_hash"].isin(others["config_hash"])])
+            runs = pd.concat([others, runs], ignore_index=True)
         else:
-            dropped = old_runs[~same_cell & ~same_run]
-            replaced = old_runs[same_run & ~same_cell]
+            dropped = others
     for column in RUN_COLUMNS:  # a table of only failed cells still has every column
         if column not in runs.columns:
             runs[column] = np.nan

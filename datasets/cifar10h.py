@@ -138,15 +138,20 @@ def image_source(data_root: Path | None) -> str | None:
     copy), or None when neither is under a data root (loading would then try a download).
     """
     try:
-        path = find_data_file(
-            [rel for rel, _ in IMAGE_FILES],
-            data_root=data_root,
-            what="CIFAR-10 test images",
-            how_to_get=HOW_TO_GET_IMAGES,
-        )
+        path = _find_test_images(data_root)
     except DataNotFoundError:
         return None
     return next(source for rel, source in IMAGE_FILES if path.as_posix().endswith(rel))
+
+
+def _find_test_images(data_root: Path | None) -> Path:
+    """The first of :data:`IMAGE_FILES` under a data root; DataNotFoundError listing the paths."""
+    return find_data_file(
+        [rel for rel, _ in IMAGE_FILES],
+        data_root=data_root,
+        what="CIFAR-10 test images",
+        how_to_get=HOW_TO_GET_IMAGES,
+    )
 
 
 def load_test_images(data_root: Path | None) -> np.ndarray:
@@ -159,16 +164,7 @@ def load_test_images(data_root: Path | None) -> np.ndarray:
     file's (:data:`TEST_BATCH_MD5`), else a ValueError names the file and both MD5s.
     """
     try:
-        path = find_data_file(
-            [
-                "cifar-10-batches-py/test_batch",
-                "cifar10/cifar-10-batches-py/test_batch",
-                "cifar10/cifar10_test_from_jpeg.npz",
-            ],
-            data_root=data_root,
-            what="CIFAR-10 test images",
-            how_to_get=HOW_TO_GET_IMAGES,
-        )
+        path = _find_test_images(data_root)
     except DataNotFoundError as missing:
         path = _try_download(missing)
     content = None if path.suffix == ".npz" else _official_test_batch(path)

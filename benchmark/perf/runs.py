@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from benchmark import registry
+from benchmark.metrics import auc, curve_points
 from benchmark.perf.synthetic import context_for, synthetic_task
 from benchmark.plugins import ScoringContext, Strategy
 from benchmark.reference import reference_simulate
@@ -59,7 +60,7 @@ class RunSummary:
             selected=traj.selected,
             draws=traj.draws,
             final_accuracy=float(traj.accuracy[-1]) if traj.accuracy.size else traj.initial_accuracy,
-            auc=_auc(traj.initial_accuracy, traj.draws, traj.accuracy, traj.budget),
+            auc=auc(*curve_points(traj), traj.budget),
         )
 
 
@@ -71,14 +72,6 @@ def reference_summary(
     task: CleaningTask, strategy: Strategy, ctx: ScoringContext, *, seed: int
 ) -> RunSummary:
     return RunSummary.of(reference_simulate(task, strategy, ctx, seed=seed))
-
-
-def _auc(acc0: float, draws: np.ndarray, accuracy: np.ndarray, budget: int) -> float:
-    """DESIGN.md rule 8: the curve on the grid 0..budget, trapezoidal area / (budget x 100)."""
-    x = np.concatenate([[0], np.cumsum(draws)]).astype(np.float64)
-    y = np.concatenate([[acc0], accuracy])
-    grid = np.interp(np.arange(budget + 1), x, y)
-    return float(np.sum((grid[1:] + grid[:-1]) / 2.0) / (budget * 100.0))
 
 
 IMPLEMENTATIONS: dict[str, Callable[..., RunSummary]] = {
