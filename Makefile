@@ -17,7 +17,7 @@ FIT_ARGS ?= --dataset cifar10h
 # A benchmark that fits learners (--refit, --active-every B) needs the learners extra.
 BENCH_INSTALL := $(if $(filter --refit --active-every --active-every=%,$(BENCH_ARGS)),$(DEV_STAMP),$(STAMP))
 
-.PHONY: venv venv-dev benchmark test test-all lint type perf report fit clean
+.PHONY: venv venv-dev benchmark test test-all lint type perf report fit posteriors clean
 
 venv: $(STAMP)
 
@@ -60,6 +60,15 @@ report: venv
 # Fits a learner into the posterior cache (needs the images): make fit FIT_ARGS='--dataset cifar10h --seeds 0-4'
 fit: venv-dev
 	$(BIN)/alcbench fit $(FIT_ARGS)
+
+# Fits every learner of the default suite on CIFAR-10H (T=2 and T=10, seeds 0-4) into the
+# posteriors shipped in results/posteriors; entries already there are read, not fitted again.
+# Needs the CIFAR-10 images (ALCBENCH_DATA, or POSTERIOR_ARGS=--data-root DIR).
+SHIPPED_LEARNERS ?= smallcnn smallcnn[posteriors=insample] coteaching elr ssl ensemble
+posteriors: venv-dev
+	for learner in $(SHIPPED_LEARNERS); do for t in 2 10; do \
+	  $(BIN)/alcbench fit --dataset "cifar10h[temperature=$$t]" --learner "$$learner" --seeds 0-4 \
+	    --cache $(OUT)/posteriors $(POSTERIOR_ARGS) || exit 1; done; done
 
 clean:
 	rm -rf $(VENV) .tox .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -18,10 +18,10 @@ stay what they were, while a fit on another copy is another entry. A task that f
 the documented fallback. A fit that then obtains the images (a download) records the copy it
 read, and its entry is stored under that copy's key.
 
-Layout: ``<cache_dir>/<learner name>/<key>.npz`` holds ``probs`` (N, C), optionally
-``stochastic`` (T, N, C), ``info`` (a JSON string), ``key`` and ``inputs`` (the key inputs, as
-JSON); ``<key>.json`` beside it records the key, its inputs, ``info`` and the sha256 of each
-stored array. Entries are written to a temporary file in the same folder and renamed into
+Layout: ``<cache_dir>/<learner name>/<key>.npz`` (compressed) holds ``probs`` (N, C) float32,
+optionally ``stochastic`` (T, N, C) float16, ``info`` (a JSON string), ``key`` and ``inputs``
+(the key inputs, as JSON); ``<key>.json`` beside it records the key, its inputs, ``info`` and
+the sha256 of each stored array. Entries are written to a temporary file in the same folder and renamed into
 place, so a crash or Ctrl-C never leaves a half-written entry.
 
 An entry is trusted only after it is checked (:func:`read_entry`): its arrays have the task's
@@ -37,6 +37,7 @@ entry is reported with a warning naming the file and what is wrong, and re-fitte
 from __future__ import annotations
 
 import hashlib
+import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -54,8 +55,9 @@ from benchmark.cache_entry import (
     read_entry,
     write_entry,
 )
-from benchmark.dataroot import DataNotFoundError
+from benchmark.dataroot import DataNotFoundError, user_cache_dir
 from benchmark.plugins import Learner, Posteriors
+from benchmark.registry import PROJECT_ROOT
 from benchmark.task import CleaningTask
 
 #: Bump when the layout of an entry changes; old entries then simply miss.
@@ -64,6 +66,8 @@ KEY_LENGTH = 20
 #: ``task.info`` fields: the copy of the images a learner would read, and the dataset's default.
 IMAGE_SOURCE = "image_source"
 IMAGE_SOURCE_DEFAULT = "image_source_default"
+#: The posteriors shipped with the project (in a checkout), read by every command.
+SHIPPED_POSTERIORS = PROJECT_ROOT / "results" / "posteriors"
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,28 @@ class CacheResult:
     path: Path | None
     #: whether the learner was fitted (False: a cache hit)
     fitted: bool
+
+
+#: Environment variable naming the cache folders (``os.pathsep``-separated, the first is written
+#: to) for what learners store beside their posteriors, such as a pretrained encoder; set by
+#: the command line for the processes it starts.
+CACHE_DIRS_ENV = "ALCBENCH_CACHE_DIRS"
+
+
+def use_cache_dirs(cache_dir: Path, extra_cache_dirs: Sequence[Path] = ()) -> None:
+    """Makes ``cache_dir`` (written to) and ``extra_cache_dirs`` (read from) the folders that
+    :func:`artifact_dirs` returns, in this process and the worker processes it starts."""
+    os.environ[CACHE_DIRS_ENV] = os.pathsep.join(str(Path(p)) for p in (cache_dir, *extra_cache_dirs))
+
+
+def artifact_dirs() -> tuple[Path, list[Path]]:
+    """The folder a learner writes what it stores beside its posteriors to, and the folders it
+    also reads from: those of :func:`use_cache_dirs`, else the user cache (written) and the
+    posteriors shipped with the project (read)."""
+    configured = [Path(p) for p in os.environ.get(CACHE_DIRS_ENV, "").split(os.pathsep) if p]
+    if configured:
+        return configured[0], configured[1:]
+    return user_cache_dir() / "posteriors", [SHIPPED_POSTERIORS]
 
 
 def image_source(task: CleaningTask) -> str | None:

@@ -192,7 +192,7 @@ def _atomic_write(path: Path, content: bytes | dict[str, np.ndarray]) -> None:
         if isinstance(content, bytes):
             f.write(content)
         else:
-            np.savez(f, **content)  # type: ignore[arg-type]
+            np.savez_compressed(f, **content)  # type: ignore[arg-type]
         f.flush()
         os.fsync(f.fileno())
 

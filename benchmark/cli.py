@@ -13,6 +13,7 @@ from typing import Any
 
 from benchmark import registry
 from benchmark.arguments import build_parser
+from benchmark.cache import SHIPPED_POSTERIORS, use_cache_dirs
 from benchmark.dataroot import user_cache_dir
 
 KIND_ALIASES = {
@@ -26,7 +27,6 @@ KIND_ALIASES = {
 PLURALS = {"dataset": "datasets", "strategy": "strategies", "learner": "learners"}
 #: Posteriors shipped with the project (those behind the committed results): a read-only
 #: fallback of every command's posterior cache. The one place this path is computed.
-SHIPPED_POSTERIORS = registry.PROJECT_ROOT / "results" / "posteriors"
 
 
 class UsageError(Exception):
@@ -105,9 +105,9 @@ def _cache_dirs(args: argparse.Namespace, *, suite: bool) -> tuple[Path, list[Pa
     else:
         cache_dir = user_cache_dir() / "posteriors"
     shipped = Path(SHIPPED_POSTERIORS)
-    if cache_dir.resolve() == shipped.resolve():
-        return cache_dir, []
-    return cache_dir, [shipped]
+    extra = [] if cache_dir.resolve() == shipped.resolve() else [shipped]
+    use_cache_dirs(cache_dir, extra)  # for what learners store beside their posteriors
+    return cache_dir, extra
 
 
 def _execute(
@@ -237,15 +237,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_suite(args: argparse.Namespace) -> int:
-    from benchmark.config import Source
     from benchmark.results import check_writable
-    from benchmark.suite import expand, learners_for
+    from benchmark.suite import expand, learners_for, source_for
 
     check_writable(args.out)
     datasets, failed_d = expand("dataset", tuple(args.datasets) if args.datasets else None)
     strategies, failed_s = expand("strategy", tuple(args.strategies) if args.strategies else None)
     grid = [
-        (dataset, [Source(learner=spec) for spec in args.learners or learners_for(dataset)])
+        (dataset, [source_for(spec) for spec in args.learners or learners_for(dataset)])
         for dataset in datasets
     ]
     return _execute(args, grid, strategies, suite=True, preload_failures=failed_d + failed_s)

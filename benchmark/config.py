@@ -69,6 +69,9 @@ class Source:
 
     learner: str | None = None
     file: Path | None = None
+    #: > 0: the model-based strategies also run actively on this source, re-fitting every this
+    #: many annotations (in addition to a run-wide ``--active-every``)
+    active_every: int = 0
 
     @property
     def label(self) -> str:

@@ -21,8 +21,8 @@ from the model that never saw it (k-fold cross-fitting, as cleanlab's confident 
             ...
 
 The hyper-parameters are the fields of the frozen dataclass ``Config`` (each with a default;
-``int``, ``float``, ``bool``, ``str`` or ``str | None``; a ``folds`` field is required). The
-plugin's ``parameters`` grid is derived from it, and ``self.config`` is the instance built from
+``int``, ``float``, ``bool``, ``str``, or one of them ``| None``; a ``folds`` field is
+required). The plugin's ``parameters`` grid is derived from it, and ``self.config`` is the instance built from
 ``self.params``, values coerced to the field types (``"24"`` to 24, ``"false"`` to False, ``""``
 to None where the field is optional) and checked by the dataclass's own ``__post_init__``. A
 class may set ``parameters`` itself (to sweep a grid), with the same keys.
@@ -36,17 +36,23 @@ A fit (:meth:`CrossFitLearner.fit_predict`) runs, inside :meth:`~CrossFitLearner
    ``self.predict(model, data[test], seed=s)``, ``s = derived_seed(seed, k)``. ``train`` calls
    :meth:`~CrossFitLearner.epoch_done` after each epoch (progress bar, training accuracy).
 
-The model is whatever ``train`` returns, so richer learners fit without changing this base:
+In-sample posteriors, the paper's reference way: with a Config field ``posteriors: str``
+set to ``"insample"`` (``"oof"`` is the default), one model is trained on every sample
+(seed ``derived_seed(seed, 0)``) and :meth:`~CrossFitLearner.predict_insample` predicts the
+samples it was trained on; image learners override it to predict with their training
+augmentation on. Which of the two ranks better is a question the benchmark answers.
 
-- co-teaching: ``train`` trains a pair of networks side by side (each picking the small-loss
-  samples the other learns from), calls ``epoch_done`` once per epoch of the pair, and returns
-  the pair; ``predict`` averages the two networks' posteriors (or uses one of them).
-- a frozen encoder plus a head: ``session`` loads the encoder, ``prepare`` runs it once over
-  every image and returns the (N, D) features; ``train`` and ``predict`` see features only.
-- an ensemble of K members: ``train`` trains K models, each seeded from
-  ``derived_seed(seed, member)``, and returns the list; ``predict`` returns their mean as
-  ``probs`` and the K members' posteriors as ``stochastic`` (K, n, C). ``progress_steps``
-  returns K x epochs so the bar counts every member's epochs.
+Active runs (the paper's Algorithm 1): a learner that implements
+:meth:`~CrossFitLearner.finetune` keeps the models of its last fit on the instance, and each
+:meth:`~CrossFitLearner.refit` fine-tunes every kept model on its own training samples under
+the current majority labels, then predicts again. The first re-fit of a run whose posteriors
+came from the cache has no models to fine-tune: it fits from scratch on the current labels.
+
+The model is whatever ``train`` returns, so richer learners fit without changing this base
+(``benchmark/learners/``): co-teaching's ``train`` returns a pair of networks, each trained
+on the other's small-loss samples; the self-supervised learner's ``prepare`` returns the
+frozen encoder's features, and its ``train`` fits a linear head on them. An ensemble is a
+learner of its own that combines K seeded fits of any base learner.
 
 This module imports NumPy only; torch learners build on
 :class:`benchmark.learners._torch.TorchLearner`, which adds the device and deterministic
@@ -55,150 +61,45 @@ thread settings.
 
 from __future__ import annotations
 
-import dataclasses
+__all__ = [
+    "POSTERIOR_MODES",
+    "CrossFitLearner",
+    "Prediction",
+    "Split",
+    "check_images",
+    "cross_fit",
+    "derived_seed",
+    "fit_splits",
+    "fold_assignment",
+    "fold_splits",
+]
+
 import time
-import types
-import typing
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 import numpy as np
 from tqdm.auto import tqdm
 
+from benchmark.folds import (
+    Prediction,
+    Split,
+    check_images,
+    cross_fit,
+    derived_seed,
+    fit_splits,
+    fold_assignment,
+    fold_splits,
+)
+from benchmark.learner_config import coerce, config_fields, field_type
 from benchmark.plugins import Learner, Param, Posteriors
 from benchmark.task import CleaningTask
 
-Prediction = tuple[np.ndarray, np.ndarray | None]
-_SCALARS: dict[str, type] = {"int": int, "float": float, "bool": bool, "str": str}
-
-# --------------------------------------------------------------------------- folds
-
-
-def fold_assignment(labels: np.ndarray, folds: int, *, seed: int) -> np.ndarray:
-    """(N,) int64 fold index in 0..folds-1 of each sample, stratified by ``labels``.
-
-    Samples are shuffled with ``seed`` and dealt out class by class, so every fold holds each
-    class in proportion (fold sizes differ by at most one).
-    """
-    labels = np.asarray(labels)
-    if folds < 2:
-        raise ValueError(f"folds must be >= 2 for out-of-sample posteriors, got {folds}")
-    if labels.shape[0] < folds:
-        raise ValueError(f"cannot split {labels.shape[0]} samples into {folds} folds")
-    order = np.random.default_rng(seed).permutation(labels.shape[0])
-    order = order[np.argsort(labels[order], kind="stable")]
-    fold_of = np.empty(labels.shape[0], dtype=np.int64)
-    fold_of[order] = np.arange(labels.shape[0]) % folds
-    return fold_of
-
-
-def cross_fit(
-    fold_of: np.ndarray, fit_and_predict: Callable[[np.ndarray, np.ndarray], Prediction]
-) -> Prediction:
-    """Out-of-sample predictions: fold k is predicted by a model fitted on every other fold.
-
-    Args:
-        fold_of: (N,) fold index of each sample (see :func:`fold_assignment`).
-        fit_and_predict: ``(train_idx, test_idx) -> (probs (n, C), stochastic (T, n, C) or
-            None)`` fits on ``train_idx`` and predicts ``test_idx``; called once per fold, in
-            fold order.
-
-    Returns:
-        probs (N, C) and stochastic (T, N, C) (None when every fold gave None), float32, in
-        sample order.
-    """
-    probs: np.ndarray | None = None
-    stochastic: np.ndarray | None = None
-    for i, k in enumerate(np.unique(fold_of)):
-        test_idx = np.flatnonzero(fold_of == k)
-        train_idx = np.flatnonzero(fold_of != k)
-        p, s = fit_and_predict(train_idx, test_idx)
-        if i == 0:
-            probs = np.zeros((fold_of.shape[0], p.shape[1]), dtype=np.float32)
-            if s is not None:
-                stochastic = np.zeros((s.shape[0], fold_of.shape[0], p.shape[1]), dtype=np.float32)
-        elif (s is None) != (stochastic is None):
-            raise ValueError("fit_and_predict returned stochastic posteriors for some folds only")
-        assert probs is not None
-        probs[test_idx] = p
-        if stochastic is not None:
-            stochastic[:, test_idx] = s
-    assert probs is not None
-    return probs, stochastic
-
-
-def derived_seed(seed: int, fold: int) -> int:
-    """An independent 63-bit seed for fold ``fold`` of a fit with ``seed``."""
-    return int(np.random.SeedSequence([seed, fold]).generate_state(2, np.uint64)[0] >> 1)
-
-
-def check_images(images: np.ndarray, task: CleaningTask) -> np.ndarray:
-    """``images`` as (N, H, W, ch) uint8: (N, H, W) greyscale gains a channel axis."""
-    images = np.asarray(images)
-    if images.ndim == 3:
-        images = images[..., None]
-    if images.ndim != 4 or images.shape[0] != task.n_samples:
-        raise ValueError(
-            f"{task.name}: expected images of shape ({task.n_samples}, H, W, channels), got {images.shape}"
-        )
-    if images.dtype != np.uint8:
-        raise ValueError(f"{task.name}: expected uint8 images, got {images.dtype}")
-    return images
-
-
-# --------------------------------------------------------------------------- configuration
-
-
-def _field_type(annotation: Any) -> tuple[type, bool] | None:
-    """(scalar type, optional) of an annotation such as ``int`` or ``"str | None"``."""
-    if isinstance(annotation, str):
-        text = annotation.strip()
-        if text.startswith("Optional[") and text.endswith("]"):
-            text = text[len("Optional[") : -1] + " | None"
-        parts = [p.strip() for p in text.split("|")]
-        optional = "None" in parts
-        rest = [p for p in parts if p != "None"]
-        if len(rest) == 1 and rest[0] in _SCALARS:
-            return _SCALARS[rest[0]], optional
-        return None
-    if annotation in _SCALARS.values():
-        return annotation, False
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(annotation) if a is not type(None)]
-        if len(args) == 1 and args[0] in _SCALARS.values() and type(None) in typing.get_args(annotation):
-            return args[0], True
-    return None
-
-
-def _coerce(value: Any, kind: type, optional: bool) -> Any:
-    """``value`` as ``kind``; raises ValueError with the reason."""
-    if value is None or (optional and value == ""):
-        if optional:
-            return None
-        raise ValueError("may not be None")
-    if kind is bool:
-        if isinstance(value, bool | np.bool_):
-            return bool(value)
-        if isinstance(value, str) and value.lower() in ("true", "false"):
-            return value.lower() == "true"
-        raise ValueError("must be true or false")
-    if isinstance(value, bool | np.bool_) and kind is not str:
-        raise ValueError(f"must be {'an int' if kind is int else 'a number'}, not a boolean")
-    if kind is int:
-        if isinstance(value, float | np.floating) and not float(value).is_integer():
-            raise ValueError("must be an integer")
-        try:
-            return int(value)
-        except (TypeError, ValueError):
-            raise ValueError("must be an integer") from None
-    if kind is float:
-        try:
-            return float(value)
-        except (TypeError, ValueError):
-            raise ValueError("must be a number") from None
-    return str(value)
-
+#: The ``posteriors`` modes: out-of-fold (k-fold cross-fitted) or in-sample (one model predicts
+#: its own training samples).
+POSTERIOR_MODES = ("oof", "insample")
 
 # --------------------------------------------------------------------------- the learner base
 
@@ -225,7 +126,7 @@ class CrossFitLearner(Learner):
         config = getattr(cls, "Config", None)
         if config is None:
             return
-        fields = _config_fields(cls, config)
+        fields = config_fields(cls, config)
         if "parameters" in cls.__dict__:
             if set(cls.parameters) != {f.name for f in fields}:
                 raise TypeError(
@@ -239,7 +140,7 @@ class CrossFitLearner(Learner):
             return
         # Each parameter declared with its field's type, so that a bad value is refused when
         # the learner is named, before any work.
-        typed = {f.name: _field_type(f.type) or (str, False) for f in fields}
+        typed = {f.name: field_type(f.type) or (str, False) for f in fields}
         cls.parameters = {
             name: Param(grid, type=typed[name][0], optional=typed[name][1]) for name, grid in grids.items()
         }
@@ -258,17 +159,22 @@ class CrossFitLearner(Learner):
             return cached[1]
         cls = type(self)
         values = {}
-        for f in _config_fields(cls, cls.Config):
-            kind, optional = _field_type(f.type) or (str, False)
+        for f in config_fields(cls, cls.Config):
+            kind, optional = field_type(f.type) or (str, False)
             value = self.params.get(f.name, f.default)
             try:
-                values[f.name] = _coerce(value, kind, optional)
+                values[f.name] = coerce(value, kind, optional)
             except ValueError as e:
                 raise ValueError(f"learner {self.name}: {f.name}={value!r} {e}") from None
         try:
             config = cls.Config(**values)
         except (TypeError, ValueError) as e:
             raise ValueError(f"learner {self.name}: {e}") from e
+        mode = getattr(config, "posteriors", "oof")
+        if mode not in POSTERIOR_MODES:
+            raise ValueError(
+                f"learner {self.name}: posteriors={mode!r} must be one of {', '.join(POSTERIOR_MODES)}"
+            )
         self.__dict__["_config"] = (dict(self.params), config)
         return config
 
@@ -295,6 +201,21 @@ class CrossFitLearner(Learner):
     def predict(self, model: Any, images: Any, seed: int) -> Prediction:
         """Posteriors of ``images``: probs (n, C) float32 and stochastic (T, n, C) float32 or None."""
         raise NotImplementedError
+
+    def predict_insample(self, model: Any, images: Any, seed: int) -> Prediction:
+        """Posteriors of the samples ``model`` was trained on (``posteriors=insample``). The
+        default is :meth:`predict`; image learners predict with their training augmentation on,
+        as the paper's reference does."""
+        return self.predict(model, images, seed)
+
+    def finetune(self, model: Any, images: Any, labels: np.ndarray, seed: int) -> Any:
+        """``model`` fine-tuned on ``images`` and their current ``labels`` (an active run's
+        re-fit). Learners that do not override it are re-fitted from scratch instead."""
+        raise NotImplementedError
+
+    def finetune_steps(self) -> int:
+        """How many times :meth:`finetune` calls :meth:`epoch_done` (the progress bar)."""
+        return int(getattr(self.config, "finetune_epochs", 1))
 
     def fit_info(self) -> dict[str, Any]:
         """Learner-specific entries of ``Posteriors.info``, asked for at the end of the session."""
@@ -323,78 +244,181 @@ class CrossFitLearner(Learner):
     # ----------------------------------------------------------------------- the fit
 
     def fit_predict(self, task: CleaningTask, *, seed: int, progress: bool = True) -> Posteriors:
-        config = self.config
         if task.load_images is None:
             raise ValueError(f"{task.name}: the {self.name} learner needs images; the task has none")
         start = time.perf_counter()
         labels = task.noisy_labels
-        train_accuracy: list[float] = []
         with self.session():
             images = np.asarray(task.load_images())
-            fold_of = fold_assignment(labels, config.folds, seed=seed)
+            splits = self.splits(labels, seed)
             data = self.prepare(images, task)
-            bar = tqdm(
-                total=self.progress_steps() * config.folds,
-                desc=f"{self.name} {task.name}",
-                unit="epoch",
-                disable=not progress,
-                leave=False,
+            kept = _KeptFit(task.name, task.n_samples, data, splits) if self._finetunes() else None
+            probs, stochastic, train_accuracy = self._run(
+                splits,
+                progress,
+                f"{self.name} {task.name}",
+                lambda k, train, test: self._fit_one(data, labels, train, test, derived_seed(seed, k), kept),
             )
-            folds_done = 0
-
-            def fit_and_predict(train_idx: np.ndarray, test_idx: np.ndarray) -> Prediction:
-                nonlocal folds_done
-                fold_seed = derived_seed(seed, folds_done)
-                folds_done += 1
-                self.history = []
-                model = self.train(data[train_idx], labels[train_idx], seed=fold_seed)
-                if self.history and "accuracy" in self.history[-1]:
-                    train_accuracy.append(self.history[-1]["accuracy"])
-                return self.predict(model, data[test_idx], seed=fold_seed)
-
-            self._bar = bar
-            try:
-                with bar:
-                    probs, stochastic = cross_fit(fold_of, fit_and_predict)
-            finally:
-                self._bar = None
             extra = self.fit_info()
+        self._kept = kept
+        return self._posteriors(task, probs, stochastic, train_accuracy, start, extra)
 
+    def refit(
+        self, task: CleaningTask, labels: np.ndarray, *, seed: int, progress: bool = False
+    ) -> Posteriors:
+        """Posteriors after re-fitting on ``labels`` (N,), the current majority labels.
+
+        A learner with a :meth:`finetune` hook keeps the models of its last fit (or re-fit) on
+        this instance; each later re-fit fine-tunes every kept model on its own training
+        samples under the new labels and predicts again, as the paper's active loop does. With
+        no kept models (the first re-fit of a run whose posteriors came from the cache), the
+        learner is fitted from scratch on ``labels``, and those models are kept.
+        """
+        kept: _KeptFit | None = self.__dict__.get("_kept")
+        if (
+            not self._finetunes()
+            or kept is None
+            or (kept.task, kept.n_samples) != (task.name, task.n_samples)
+        ):
+            return super().refit(task, labels, seed=seed, progress=progress)
+        start = time.perf_counter()
+        labels = np.asarray(labels, dtype=np.int64)
+        kept.rounds += 1
+        with self.session():
+
+            def finetune_one(k: int, train_idx: np.ndarray, test_idx: np.ndarray) -> Prediction:
+                fold_seed = derived_seed(derived_seed(seed, k), kept.rounds)
+                kept.models[k] = self.finetune(
+                    kept.models[k], kept.data[train_idx], labels[train_idx], fold_seed
+                )
+                return self._predict_split(kept.models[k], kept.data[test_idx], fold_seed)
+
+            probs, stochastic, train_accuracy = self._run(
+                kept.splits,
+                progress,
+                f"{self.name} {task.name} (fine-tune)",
+                finetune_one,
+                steps=self.finetune_steps(),
+            )
+            extra = self.fit_info()
+        relabelled = replace(task, noisy_labels=labels)
+        return self._posteriors(
+            relabelled, probs, stochastic, train_accuracy, start, {**extra, "finetuned": kept.rounds}
+        )
+
+    # ----------------------------------------------------------------------- the fit, in parts
+
+    @property
+    def insample(self) -> bool:
+        """Whether posteriors are in-sample (``posteriors=insample``): one model on every sample."""
+        return getattr(self.config, "posteriors", "oof") == "insample"
+
+    def splits(self, labels: np.ndarray, seed: int) -> list[Split]:
+        """(train_idx, test_idx) of each model: the stratified folds, or every sample twice in
+        the in-sample mode."""
+        if self.insample:
+            every = np.arange(labels.shape[0])
+            return [(every, every)]
+        return fold_splits(fold_assignment(labels, self.config.folds, seed=seed))
+
+    def _finetunes(self) -> bool:
+        return type(self).finetune is not CrossFitLearner.finetune
+
+    def _predict_split(self, model: Any, images: Any, seed: int) -> Prediction:
+        return (
+            self.predict_insample(model, images, seed) if self.insample else self.predict(model, images, seed)
+        )
+
+    def _fit_one(
+        self,
+        data: Any,
+        labels: np.ndarray,
+        train_idx: np.ndarray,
+        test_idx: np.ndarray,
+        seed: int,
+        kept: _KeptFit | None,
+    ) -> Prediction:
+        model = self.train(data[train_idx], labels[train_idx], seed=seed)
+        if kept is not None:
+            kept.models.append(model)
+        return self._predict_split(model, data[test_idx], seed)
+
+    def _run(
+        self,
+        splits: Sequence[Split],
+        progress: bool,
+        desc: str,
+        fit_one: Callable[[int, np.ndarray, np.ndarray], Prediction],
+        steps: int | None = None,
+    ) -> tuple[np.ndarray, np.ndarray | None, list[float]]:
+        """Runs ``fit_one(k, train_idx, test_idx)`` over the splits under one progress bar;
+        probs, stochastic and the last-epoch training accuracy of each model."""
+        n_samples = int(max(int(test.max()) for _, test in splits)) + 1
+        train_accuracy: list[float] = []
+        done = 0
+
+        def one(train_idx: np.ndarray, test_idx: np.ndarray) -> Prediction:
+            nonlocal done
+            self.history = []
+            prediction = fit_one(done, train_idx, test_idx)
+            done += 1
+            if self.history and "accuracy" in self.history[-1]:
+                train_accuracy.append(self.history[-1]["accuracy"])
+            return prediction
+
+        total = (self.progress_steps() if steps is None else steps) * len(splits)
+        self._bar = tqdm(total=total, desc=desc, unit="epoch", disable=not progress, leave=False)
+        try:
+            with self._bar:
+                probs, stochastic = fit_splits(n_samples, splits, one)
+        finally:
+            self._bar = None
+        return probs, stochastic, train_accuracy
+
+    def _posteriors(
+        self,
+        task: CleaningTask,
+        probs: np.ndarray,
+        stochastic: np.ndarray | None,
+        train_accuracy: list[float],
+        start: float,
+        extra: dict[str, Any],
+    ) -> Posteriors:
         predicted = probs.argmax(axis=1)
         true = task.true_labels
+        mode = "insample" if self.insample else "oof"
         info: dict[str, Any] = {
-            # on the training batches of the last epoch, averaged over the fold models
+            # on the training batches of the last epoch, averaged over the models
             "train_accuracy_noisy": float(np.mean(train_accuracy)) if train_accuracy else None,
-            # out-of-fold: each sample predicted by the model that did not see it
-            "holdout_accuracy_noisy": float(np.mean(predicted == labels)),
+            # out-of-fold: each sample predicted by the model that did not see it; in-sample:
+            # by the model trained on it
+            f"{'holdout' if mode == 'oof' else 'insample'}_accuracy_noisy": float(
+                np.mean(predicted == task.noisy_labels)
+            ),
             "accuracy_true": float(np.mean(predicted == true)),
             "balanced_accuracy_true": float(
                 np.mean([np.mean(predicted[true == c] == c) for c in np.unique(true)])
             ),
-            "folds": config.folds,
-            "epochs": getattr(config, "epochs", None),
+            "folds": None if self.insample else self.config.folds,
+            "epochs": getattr(self.config, "epochs", None),
             "seconds": round(time.perf_counter() - start, 2),
             "device": "cpu",
             "bf16": False,
             "threads": None,
             **extra,
         }
+        if mode == "insample":
+            info["posteriors"] = mode
         return Posteriors(probs=probs, stochastic=stochastic, info=info)
 
 
-def _config_fields(cls: type, config: Any) -> tuple[dataclasses.Field[Any], ...]:
-    """The fields of ``cls.Config``, checked; TypeError naming what is wrong."""
-    where = f"learner {cls.__name__}: Config"
-    if not (dataclasses.is_dataclass(config) and isinstance(config, type)):
-        raise TypeError(f"{where} must be a dataclass")
-    if not config.__dataclass_params__.frozen:  # type: ignore[attr-defined]
-        raise TypeError(f"{where} must be frozen: @dataclass(frozen=True)")
-    fields = dataclasses.fields(config)
-    for f in fields:
-        if f.default is dataclasses.MISSING:
-            raise TypeError(f"{where}.{f.name} needs a default value")
-        if _field_type(f.type) is None:
-            raise TypeError(f"{where}.{f.name}: type {f.type} is not int, float, bool, str or str | None")
-    if not any(f.name == "folds" and _field_type(f.type) == (int, False) for f in fields):
-        raise TypeError(f"{where} needs a field `folds: int`")
-    return fields
+@dataclass
+class _KeptFit:
+    """The models of a learner's last fit, kept for fine-tuning in an active run."""
+
+    task: str
+    n_samples: int
+    data: Any
+    splits: list[Split]
+    models: list[Any] = field(default_factory=list)
+    rounds: int = 0

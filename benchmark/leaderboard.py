@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from benchmark.diagnostics import PICK_COLUMNS
 from benchmark.metrics import annotations_to_reach, curve_on_grid
 from benchmark.params import spec_sort_key
 from benchmark.results import CELL, CURVE_COLUMNS, GROUP, RUN_COLUMNS
@@ -42,6 +43,8 @@ METRICS = (
     "efficiency",
     "clear_mislabelled_left",
     "ambiguous_mislabelled_left",
+    # where the first picks fall (benchmark.diagnostics); absent from older runs tables
+    *PICK_COLUMNS,
 )
 GROUP_INFO = ("n_samples", "n_classes", "noise_rate", "budget", "target_accuracy")
 #: The curve columns aggregation reads (the selected sample is not needed).
@@ -209,8 +212,9 @@ def leaderboard(runs: pd.DataFrame, curves: pd.DataFrame) -> pd.DataFrame:
             "n_seeds": len(g),
         }
         for m in METRICS:
+            values = g[m] if m in g else pd.Series(np.nan, index=g.index)
             row[f"{m}_mean"], row[f"{m}_ci"] = mean_ci95(
-                pd.to_numeric(g[m], errors="coerce").to_numpy(np.float64)
+                pd.to_numeric(values, errors="coerce").to_numpy(np.float64)
             )
         row["n_target_reached"] = int(g["annotations_to_target"].notna().sum())
         row["n_efficiency_unreached"] = int(g["efficiency_unreached"].sum())

@@ -12,16 +12,19 @@ import hashlib
 import html
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import matplotlib.style
 import pandas as pd
 
 from benchmark import plots
 from benchmark.atomic import write_bytes
+from benchmark.diagnostics import PICK_COLUMNS
 from benchmark.leaderboard import curve_bands, group_info, group_key, is_finite, leaderboard
+from benchmark.learner_summary import learner_summary, summary_markdown
 from benchmark.plots import format_pm
 from benchmark.results import CELL, GROUP
 
@@ -102,6 +105,7 @@ def _display_table(group_rows: pd.DataFrame, target_label: str) -> pd.DataFrame:
                 ),
                 target_label: to_target,
                 "efficiency": eff,
+                "first picks: wrong / ambiguous / clear (%)": _picks(r),
                 "left: clear / ambiguous": (
                     f"{_count(r['clear_mislabelled_left_mean'])} / "
                     f"{_count(r['ambiguous_mislabelled_left_mean'])}"
@@ -110,6 +114,15 @@ def _display_table(group_rows: pd.DataFrame, target_label: str) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(out)
+
+
+def _picks(r: Mapping[Any, object]) -> str:
+    """Shares (%) of the first picks that are mislabelled / ambiguous and correct / clear and
+    correct, or "—" when the runs do not record them."""
+    values = [r.get(f"{c}_mean") for c in PICK_COLUMNS]
+    if not all(is_finite(v) for v in values):
+        return "—"
+    return " / ".join(f"{100 * float(v):.0f}" for v in values)  # type: ignore[arg-type]
 
 
 def _markdown_table(df: pd.DataFrame) -> str:
@@ -159,7 +172,17 @@ _PREAMBLE = (
     "final accuracy ÷ annotations the strategy needs to reach it (Random = 1×, higher is "
     "better). ± is the 95 % Student-t confidence half-width over seeds. Left: mislabelled "
     "samples left at the end, clear / ambiguous (normalised entropy of the true label "
-    "distribution > 0.3)."
+    "distribution > 0.3). First picks: of the first k samples the strategy ranks at the "
+    "start, k the number of mislabelled samples, the share (%) that is mislabelled / ambiguous "
+    "but correctly labelled / clear and correctly labelled."
+)
+
+
+_LEARNERS_PREAMBLE = (
+    "Per learner: accuracy of its posteriors against the true (plurality) labels and seconds per "
+    "fit, averaged over seeds; each selector's AUC ± 95 % half-width over seeds, its efficiency "
+    "against Random in brackets, and the AUC of its active run (re-fitting the learner as the "
+    "paper's Algorithm 1) where the suite ran one."
 )
 
 
@@ -274,11 +297,13 @@ def write_report(out_dir: Path, runs: pd.DataFrame, curves: pd.DataFrame) -> lis
     """Writes the leaderboard (csv, md, html) and the plots into ``out_dir``.
 
     Files: ``leaderboard.csv`` (every column of :func:`leaderboard`), ``leaderboard.md`` and
-    ``leaderboard.html`` (one compact table per group, plus its failed or skipped cells), and
-    under ``plots/``: ``<group>.png`` (label accuracy against annotations, mean ± 95 % CI over
-    seeds), ``<group>_mislabelled.png`` (mislabelled samples left, clear and ambiguous) for each
-    group with successful runs, and ``auc_overview.png``. ``<group>`` is
-    ``<dataset>__<learner>`` with characters other than letters, digits and ``. _ -`` replaced.
+    ``leaderboard.html`` (one compact table per group, plus its failed or skipped cells),
+    ``learners.csv`` and ``learners.md`` (one row per learner:
+    :func:`benchmark.learner_summary.learner_summary`), and under ``plots/``:
+    ``<group>.png`` (label accuracy against annotations, mean ± 95 % CI over seeds),
+    ``<group>_mislabelled.png`` (mislabelled samples left, clear and ambiguous) for each group
+    with successful runs, and ``auc_overview.png``. ``<group>`` is ``<dataset>__<learner>``
+    with characters other than letters, digits and ``. _ -`` replaced.
     The same tables give byte-identical outputs. Returns the paths written, in that order.
     """
     out_dir = Path(out_dir)
@@ -320,10 +345,17 @@ def write_report(out_dir: Path, runs: pd.DataFrame, curves: pd.DataFrame) -> lis
                 )
             )
 
-    for name, text in (
+    summary = learner_summary(runs, board)
+    pages = [
         ("leaderboard.md", _markdown(sections, with_plots)),
         ("leaderboard.html", _html(sections, with_plots)),
-    ):
+    ]
+    if len(summary):
+        pages += [
+            ("learners.csv", summary.to_csv(index=False, lineterminator="\n")),
+            ("learners.md", "# Learners\n\n" + _LEARNERS_PREAMBLE + "\n\n" + summary_markdown(summary)),
+        ]
+    for name, text in pages:
         path = out_dir / name
         write_bytes(path, text.encode("utf-8"))
         written.append(path)

@@ -27,6 +27,7 @@ from benchmark import registry
 from benchmark.cache import load_or_fit
 from benchmark.config import CellConfig, Source, sha256_file
 from benchmark.dataroot import DataNotFoundError
+from benchmark.diagnostics import first_picks
 from benchmark.metrics import DEFAULT_TARGET_ACCURACY, curve_points, run_metrics
 from benchmark.plugins import Posteriors, ScoringContext, Strategy, parse_spec
 from benchmark.posteriors import load_posteriors_file
@@ -44,6 +45,9 @@ def run_cell(
     problem of the strategy: the row then has status "failed" and the error message; a
     strategy that needs an input this cell lacks is "skipped" with the reason."""
     row: dict[str, Any] = {**config.row(), **task_columns(task), "posteriors_id": posteriors_id}
+    # what the learner's fit reported: accuracy against the true (plurality) labels, and its cost
+    info = posteriors.info or {}
+    row.update(learner_accuracy=info.get("accuracy_true"), fit_seconds=info.get("seconds"))
     curve: pd.DataFrame | None = None
     timings: list[dict[str, float]] = []
     try:
@@ -60,10 +64,12 @@ def run_cell(
             raise MissingInputError(
                 f"{config.strategy} needs {' and '.join(missing)}; {config.learner} provides none"
             )
+        # where the run's first picks fall (mislabelled / ambiguous / clear), before it starts
+        picks = first_picks(task, strategy.score(ctx), config.seed)
         refit, timings = _refit_for(config, task) if config.active_every else (None, [])
         traj = simulate(task, strategy, ctx, seed=config.seed, refit=refit, refit_every=config.active_every)
         row.update(status="ok", error="", **run_metrics(task, traj, target=config.target))
-        row.update(n_refits=int(traj.refits.size), refit_at=json.dumps(traj.refits.tolist()))
+        row.update(n_refits=int(traj.refits.size), refit_at=json.dumps(traj.refits.tolist()), **picks)
         x, y = curve_points(traj)
         curve = pd.DataFrame(
             {
@@ -156,9 +162,10 @@ def prepare(
                 key = (dataset_spec, label, seed)
                 plan.configs += [CellConfig(dataset_spec, label, s, seed, target, sha) for s in strategies]
                 plan.configs += [
-                    CellConfig(dataset_spec, label, s, seed, target, sha, active_every)
+                    CellConfig(dataset_spec, label, s, seed, target, sha, every)
+                    for every in dict.fromkeys(e for e in (active_every, source.active_every) if e)
                     for s in strategies
-                    if active_every and registry.get("strategy", parse_spec(s)[0]).uses_model()
+                    if registry.get("strategy", parse_spec(s)[0]).uses_model()
                 ]
                 problem = task_problem or source_problem
                 if problem is None:

@@ -3,11 +3,25 @@
 from __future__ import annotations
 
 from benchmark import registry
+from benchmark.config import Source
 from benchmark.plugins import parse_spec
 
-#: Learners the suite pairs with a dataset that names none: the CPU image learner, and the
-#: true distribution as an upper bound.
-DEFAULT_LEARNERS = ("smallcnn", "truth")
+#: Learners the suite pairs with a dataset that names none: the paper's learner families at
+#: CPU scale (vanilla out-of-fold and in-sample, co-teaching, ELR, a self-supervised encoder
+#: with a linear head, an ensemble), and the true distribution as an upper bound.
+DEFAULT_LEARNERS = (
+    "smallcnn",
+    "smallcnn[posteriors=insample]",
+    "coteaching",
+    "elr",
+    "ssl",
+    "ensemble",
+    "truth",
+)
+
+#: Learners whose model-based strategies the default suite also runs actively (the paper's
+#: Algorithm 1), re-fitting every this many annotations: those whose re-fit takes seconds.
+ACTIVE_EVERY = {"ssl": 1000}
 
 
 def expand(kind: str, names: tuple[str, ...] | None = None) -> tuple[list[str], list[str]]:
@@ -35,3 +49,8 @@ def learners_for(dataset_spec: str) -> tuple[str, ...]:
     """The learners the default suite runs on a dataset: its own ``learners``, else the defaults."""
     cls = registry.get("dataset", parse_spec(dataset_spec)[0])
     return tuple(cls.learners) or DEFAULT_LEARNERS
+
+
+def source_for(learner_spec: str) -> Source:
+    """The default suite's posterior source for a learner spec, with its active runs."""
+    return Source(learner=learner_spec, active_every=ACTIVE_EVERY.get(parse_spec(learner_spec)[0], 0))

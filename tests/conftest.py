@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -27,3 +27,14 @@ def data_root() -> Path:
 def make_task() -> Callable[..., CleaningTask]:
     """``make_task(true_dist, noisy_labels, *, budget_multiplier=4.0, name="toy")``."""
     return _make_task
+
+
+@pytest.fixture(autouse=True)
+def _no_cache_dirs_from_other_tests() -> Iterator[None]:
+    """A command run by a test names its cache folders in the environment
+    (:func:`benchmark.cache.use_cache_dirs`); no test inherits another's."""
+    from benchmark.cache import CACHE_DIRS_ENV
+
+    os.environ.pop(CACHE_DIRS_ENV, None)
+    yield
+    os.environ.pop(CACHE_DIRS_ENV, None)

@@ -28,6 +28,8 @@ FLOORS: dict[str, int] = {
     "posteriors": 2,
     "cache": 2,
     "cache_entry": 2,
+    "learner_config": 1,
+    "folds": 1,
     "crossfit": 2,
     "learners": 3,  # every module of benchmark/learners/
     # simulation
@@ -39,9 +41,11 @@ FLOORS: dict[str, int] = {
     "config": 6,
     "results": 7,
     "runner": 8,
+    "diagnostics": 3,
     "suite": 8,
     # reading results back: aggregation, figures, pages
     "leaderboard": 8,
+    "learner_summary": 9,
     "plots": 9,
     "report": 10,
     # developer tools and the command line

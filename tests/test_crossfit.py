@@ -258,6 +258,86 @@ def test_fit_predict_predicts_every_sample_once_by_a_model_that_never_saw_it() -
     assert info["seconds"] >= 0
 
 
+class Modes(Recorder):
+    """A Recorder with the ``posteriors`` mode, an in-sample prediction of its own, and a
+    ``finetune`` that records each call."""
+
+    name = "modes"
+
+    @dataclass(frozen=True)
+    class Config:
+        folds: int = 3
+        epochs: int = 2
+        posteriors: str = "oof"
+        finetune_epochs: int = 1
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        self.insample_calls = 0
+        self.finetuned: list[tuple[np.ndarray, np.ndarray, int]] = []
+
+    def predict_insample(self, model: dict[str, Any], images: np.ndarray, seed: int) -> Prediction:
+        self.insample_calls += 1
+        return self.predict(model, images, seed)
+
+    def finetune(self, model: dict[str, Any], images: np.ndarray, labels: np.ndarray, seed: int) -> Any:
+        self.finetuned.append((images[:, 0, 0, 0].astype(int), labels, seed))
+        self.epoch_done(loss=0.1, accuracy=1.0)
+        return {**model, "labels": labels}
+
+
+def test_insample_mode_trains_one_model_on_every_sample_and_predicts_them() -> None:
+    task = index_task()
+    learner = Modes(posteriors="insample")
+    out = learner.fit_predict(task, seed=7, progress=False)
+    assert len(learner.calls) == 1 and learner.insample_calls == 1
+    model, shown, seed = learner.calls[0]
+    np.testing.assert_array_equal(model["seen"], np.arange(task.n_samples))
+    np.testing.assert_array_equal(shown, np.arange(task.n_samples))
+    assert seed == derived_seed(7, 0)
+    info = out.info or {}
+    assert info["folds"] is None and info["posteriors"] == "insample"
+    assert "insample_accuracy_noisy" in info and "holdout_accuracy_noisy" not in info
+    oof = Modes()
+    oof.fit_predict(task, seed=7, progress=False)
+    assert len(oof.calls) == 3 and oof.insample_calls == 0
+
+
+def test_an_unknown_posteriors_mode_is_refused_when_named() -> None:
+    with pytest.raises(ValueError, match=r"modes: posteriors='bootstrap' must be one of oof, insample"):
+        Modes(posteriors="bootstrap")
+
+
+@pytest.mark.parametrize("mode", ["oof", "insample"])
+def test_refit_fine_tunes_the_kept_models_on_their_own_samples(mode: str) -> None:
+    task = index_task()
+    learner = Modes(posteriors=mode)
+    new = (task.noisy_labels + 1) % 3
+    learner.refit(task, new, seed=7)  # nothing kept yet: a fit from scratch on the new labels
+    assert learner.finetuned == [] and len(learner.calls) == (1 if mode == "insample" else 3)
+    first_models = [m for m, _, _ in learner.calls]
+    out = learner.refit(task, new, seed=7)
+    splits = learner.splits(new, 7)
+    assert len(learner.finetuned) == len(splits)
+    for k, (seen, labels, seed) in enumerate(learner.finetuned):
+        np.testing.assert_array_equal(seen, splits[k][0])  # the model's own training samples
+        np.testing.assert_array_equal(labels, new[splits[k][0]])
+        np.testing.assert_array_equal(first_models[k]["seen"], seen)
+        assert seed == derived_seed(derived_seed(7, k), 1)
+    assert (out.info or {})["finetuned"] == 1
+    learner.refit(task, new, seed=7)
+    assert (learner.finetuned[-1][2]) == derived_seed(derived_seed(7, len(splits) - 1), 2)
+
+
+def test_a_learner_without_finetune_refits_from_scratch() -> None:
+    task = index_task()
+    learner = Recorder()
+    learner.fit_predict(task, seed=1, progress=False)
+    learner.refit(task, task.noisy_labels, seed=1)
+    assert len(learner.calls) == 6  # three folds fitted twice
+    assert learner.__dict__.get("_kept") is None
+
+
 def test_a_task_without_images_is_an_error_naming_learner_and_task() -> None:
     task = dataclasses.replace(index_task(), load_images=None)
     with pytest.raises(ValueError, match="indices: the recorder learner needs images"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from benchmark import crossfit, registry
 from benchmark.crossfit import fold_assignment
 from benchmark.learners.smallcnn import SmallCNN
 from benchmark.plugins import Posteriors
+from benchmark.posteriors import check_posteriors_array
 from benchmark.task import CleaningTask
 
 torch = pytest.importorskip("torch")
@@ -77,25 +79,33 @@ def test_parameters_and_version_are_those_the_posterior_cache_keys_hash() -> Non
         "dropout": 0.1,
         "label_smoothing": 0.2,
         "bf16": True,
+        "scale": "cpu",
+        "posteriors": "oof",
+        "finetune_epochs": 4,
+        "finetune_lr": 0.0025,
     }
     assert SmallCNN.version == "1"
 
 
 def test_fit_predict_uses_out_of_fold_models(task: CleaningTask, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[tuple[np.ndarray, np.ndarray]] = []
-    real_cross_fit = crossfit.cross_fit
+    real_fit_splits = crossfit.fit_splits
 
     def spy(
-        fold_of: np.ndarray, fit_and_predict: Callable[[np.ndarray, np.ndarray], Prediction]
+        n_samples: int,
+        splits: list[tuple[np.ndarray, np.ndarray]],
+        fit_and_predict: Callable[[np.ndarray, np.ndarray], Prediction],
     ) -> Prediction:
         def recorded(train_idx: np.ndarray, test_idx: np.ndarray) -> Prediction:
             calls.append((train_idx, test_idx))
             return fit_and_predict(train_idx, test_idx)
 
-        np.testing.assert_array_equal(fold_of, fold_assignment(task.noisy_labels, 2, seed=5))
-        return real_cross_fit(fold_of, recorded)
+        fold_of = fold_assignment(task.noisy_labels, 2, seed=5)
+        for k, (_, test_idx) in enumerate(splits):
+            np.testing.assert_array_equal(test_idx, np.flatnonzero(fold_of == k))
+        return real_fit_splits(n_samples, splits, recorded)
 
-    monkeypatch.setattr(crossfit, "cross_fit", spy)
+    monkeypatch.setattr(crossfit, "fit_splits", spy)
     SmallCNN(**{**FAST, "epochs": 1, "folds": 2}).fit_predict(task, seed=5, progress=False)
     assert len(calls) == 2
     for train_idx, test_idx in calls:
@@ -191,6 +201,78 @@ def test_greyscale_images_of_another_size_work() -> None:
     )
     post = SmallCNN(**{**FAST, "epochs": 1}).fit_predict(grey, seed=0, progress=False)
     assert post.probs.shape == (24, 2)
+
+
+# ----------------------------------------------------------------------------- in-sample, fine-tuning
+# (the check_* helpers serve every learner of the family: coteaching and elr import them)
+
+
+def check_insample_fit(
+    cls: type[SmallCNN], params: dict, task: CleaningTask, monkeypatch: pytest.MonkeyPatch
+) -> Posteriors:
+    """posteriors=insample trains one model, on every sample, and still learns the classes."""
+    trained: list[int] = []
+    real_train = cls.train
+
+    def counted(self: SmallCNN, images: Any, labels: np.ndarray, seed: int) -> Any:
+        trained.append(len(labels))
+        return real_train(self, images, labels, seed)
+
+    monkeypatch.setattr(cls, "train", counted)
+    post = cls(**params, posteriors="insample").fit_predict(task, seed=0, progress=False)
+    assert trained == [task.n_samples]
+    assert post.info is not None and "insample_accuracy_noisy" in post.info
+    assert np.mean(post.probs.argmax(axis=1) == task.true_labels) >= 0.8
+    check_posteriors_array(post.probs, task.n_samples, N_CLASSES, where="insample")
+    return post
+
+
+def check_insample_views(cls: type[SmallCNN], params: dict, task: CleaningTask) -> None:
+    """In-sample posteriors see one seeded training-augmented view: reproducible for a seed,
+    not the mirror-averaged posteriors of predict, and other views for another seed."""
+    learner = cls(**params)
+    assert task.load_images is not None
+    with learner.session():
+        x = learner.prepare(task.load_images(), task)
+        model = learner.train(x, task.noisy_labels, seed=0)
+        a, a_samples = learner.predict_insample(model, x, seed=3)
+        b, b_samples = learner.predict_insample(model, x, seed=3)
+        c, _ = learner.predict_insample(model, x, seed=4)
+        plain, _ = learner.predict(model, x, seed=3)
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(a_samples, b_samples)
+    assert not np.array_equal(a, c) and not np.array_equal(a, plain)
+    np.testing.assert_allclose(a.sum(axis=1), 1.0, atol=1e-5)
+
+
+def check_finetune_follows_new_labels(cls: type[SmallCNN], params: dict, task: CleaningTask) -> None:
+    """A re-fit fine-tunes the kept models: after relabelling class 0 as class 1, the
+    posteriors of those samples move toward class 1; one epoch_done per fine-tuning epoch."""
+    learner = cls(**params, finetune_epochs=3, finetune_lr=0.05)
+    before = learner.fit_predict(task, seed=0, progress=False)
+    relabelled = np.flatnonzero(task.noisy_labels == 0)
+    labels = task.noisy_labels.copy()
+    labels[relabelled] = 1
+    after = learner.refit(task, labels, seed=0)
+    assert after.info is not None and after.info["finetuned"] == 1
+    assert len(learner.history) == 3
+    moved = after.probs[relabelled, 1].mean() - before.probs[relabelled, 1].mean()
+    assert moved > 0.2, moved
+    check_posteriors_array(after.probs, task.n_samples, N_CLASSES, where="finetuned")
+
+
+def test_insample_mode_trains_one_model_on_every_sample(
+    task: CleaningTask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    check_insample_fit(SmallCNN, FAST, task, monkeypatch)
+
+
+def test_insample_posteriors_see_one_training_view(task: CleaningTask) -> None:
+    check_insample_views(SmallCNN, FAST, task)
+
+
+def test_finetuning_follows_new_labels(task: CleaningTask) -> None:
+    check_finetune_follows_new_labels(SmallCNN, FAST, task)
 
 
 @pytest.mark.slow

@@ -1,0 +1,123 @@
+"""An ensemble of K independently seeded fits of a base learner.
+
+Member 0 is the base learner fitted with the ensemble's own seed; member k > 0 with
+:func:`~benchmark.crossfit.derived_seed` ``(seed, k)``. Each member is fetched through the
+posterior cache (:func:`benchmark.cache.fetch`): looked up in ``<cache>/ensemble/members/``
+and in the cache folders of :func:`benchmark.cache.artifact_dirs`, so a member fitted before
+(the base learner's own entry for that seed, shipped or cached) is read instead of fitted
+again; a member fitted here is stored in ``<cache>/ensemble/members/``, so an ensemble that
+stops half-way keeps the members it finished. The members are not shipped with the results
+(only the ensemble's own entries are).
+
+Posteriors: ``probs`` is the mean of the members' posteriors; ``stochastic`` is the members'
+posteriors (K, N, C), the samples that BALD's mutual information reads (deep ensembles as a
+posterior sample, in place of MC dropout). Each member's posteriors are the base learner's own
+(out-of-fold or in-sample, whatever its ``posteriors`` parameter says).
+
+``base`` names a registered learner with its default parameters; a configured base is a
+learner of its own (a plugin subclass that sets its defaults).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from typing import Any
+
+import numpy as np
+
+from benchmark import registry
+from benchmark.cache import artifact_dirs, fetch
+from benchmark.cache_entry import canonical_json
+from benchmark.crossfit import derived_seed
+from benchmark.plugins import Learner, Param, Posteriors
+from benchmark.task import CleaningTask
+
+#: Sub-folder of the ensemble's cache folder that its members' entries are written to (the
+#: ensemble's own entries are what a benchmark reads; its members are kept to be re-used).
+MEMBERS = "members"
+
+
+class Ensemble(Learner):
+    name = "ensemble"
+    description = "K independently seeded fits of a base learner; members are BALD's posterior samples."
+    version = "1"
+    parameters = {
+        "base": Param(["smallcnn"], type=str),
+        "members": Param([3], type=int, low=2, high=64),
+    }
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        base = str(self.params["base"])
+        if base == self.name:
+            raise ValueError("learner ensemble: base may not be ensemble itself")
+        if "[" in base:
+            raise ValueError(f"learner ensemble: base={base!r} must be a learner name without parameters")
+        cls = registry.get("learner", base)  # unknown names fail here, with suggestions
+        self.needs_images = cls.needs_images  # type: ignore[misc]  # as its base
+        # The cache key follows the base learner: its version and every parameter.
+        member = cls()
+        digest = hashlib.sha256(canonical_json({"params": member.params, "version": member.version}).encode())
+        self.version = f"{type(self).version}+{base}-{digest.hexdigest()[:12]}"  # type: ignore[misc]
+
+    def base(self) -> Learner:
+        """The base learner, with its default parameters."""
+        return registry.create("learner", str(self.params["base"]))
+
+    def member_seeds(self, seed: int) -> list[int]:
+        """The seed of each member: ``seed`` itself, then derived seeds."""
+        return [seed] + [derived_seed(seed, k) for k in range(1, int(self.params["members"]))]
+
+    def fit_predict(self, task: CleaningTask, *, seed: int, progress: bool = True) -> Posteriors:
+        start = time.perf_counter()
+        base = self.base()
+        write_dir, read_dirs = artifact_dirs()
+        members_dir = write_dir / self.name / MEMBERS
+        members: list[Posteriors] = []
+        fitted = 0
+        for member_seed in self.member_seeds(seed):
+            found = fetch(
+                task,
+                base,
+                member_seed,
+                cache_dir=members_dir,
+                extra_cache_dirs=[write_dir, *read_dirs],
+                progress=progress,
+            )
+            members.append(found.posteriors)
+            fitted += int(found.fitted)
+        return self._combine(task, members, start, fitted)
+
+    def refit(
+        self, task: CleaningTask, labels: np.ndarray, *, seed: int, progress: bool = False
+    ) -> Posteriors:
+        """Every member re-fitted on ``labels`` (the base learner's own ``refit``)."""
+        start = time.perf_counter()
+        if not hasattr(self, "_members"):
+            self._members = [self.base() for _ in self.member_seeds(seed)]
+        members = [
+            m.refit(task, labels, seed=s, progress=progress)
+            for m, s in zip(self._members, self.member_seeds(seed), strict=True)
+        ]
+        return self._combine(task, members, start, len(members))
+
+    def _combine(
+        self, task: CleaningTask, members: list[Posteriors], start: float, fitted: int
+    ) -> Posteriors:
+        stacked = np.stack([np.asarray(m.probs, dtype=np.float32) for m in members])
+        probs = stacked.mean(axis=0)
+        probs /= probs.sum(axis=1, keepdims=True)
+        true = task.true_labels
+        accuracy = [float(np.mean(m.probs.argmax(axis=1) == true)) for m in members]
+        member_seconds = [float((m.info or {}).get("seconds") or 0.0) for m in members]
+        info: dict[str, Any] = {
+            "accuracy_true": float(np.mean(probs.argmax(axis=1) == true)),
+            "member_accuracy_true": accuracy,
+            "members": len(members),
+            "members_fitted": fitted,
+            # what the members cost when they were fitted (cached ones included)
+            "seconds": round(sum(member_seconds), 2),
+            "seconds_this_call": round(time.perf_counter() - start, 2),
+        }
+        return Posteriors(probs=probs.astype(np.float32), stochastic=stacked, info=info)

@@ -1,0 +1,420 @@
+"""The paper's selector model: a self-supervised encoder, pretrained once per dataset, and a
+linear head trained on the noisy labels.
+
+Bernhardt et al. (2022) pretrained a ResNet-50 (3x3 stem) with BYOL on the CIFAR-10H images
+themselves, without labels, then trained a linear head (dropout 0.2, SGD lr 0.01, weight decay
+1e-3, 120 epochs) on the frozen encoder's features, its posteriors averaged over 10 dropout
+passes and taken in-sample (the head predicts its own training samples). This learner does
+the same at two scales:
+
+- ``scale=cpu`` (default): the ``smallcnn`` network's stem and tail as the encoder (width 32,
+  128-d features), BYOL sized to about 35 minutes on a 2-core CPU for 5,000 32x32 images;
+- ``scale=paper``: the reference's ResNet-50 and BYOL settings (Adam lr 1e-3, batch 512,
+  2,500 epochs, projector 4096/256), for a GPU.
+
+The encoder is label-free, so it is pretrained once per set of images and shared by every
+seed, noise level and label set: its features are stored in
+``<artifact dir>/ssl/encoders/<key>.npz`` (with a JSON sidecar), the key hashing the image
+bytes and the pretraining settings (``pretrain_seed`` included, the fit's seed and the labels
+not). A fit or :meth:`~SelfSupervised.refit` whose encoder is stored trains only the NumPy head
+(:mod:`benchmark.learners._linear_head`) and needs no PyTorch; pretraining needs it, and is
+checkpointed so that an interrupted run resumes (see :mod:`benchmark.learners._ssl_net`).
+
+``posteriors=insample`` (default, as the reference) trains one head on every sample;
+``posteriors=oof`` cross-fits ``folds`` heads. ``pretrain_epochs``, ``pretrain_batch`` and
+``pretrain_lr`` set to 0 take the scale's values (:data:`SCALES`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmark.atomic import atomic_path, write_bytes
+from benchmark.cache import artifact_dirs
+from benchmark.cache_entry import canonical_json
+from benchmark.crossfit import Prediction, check_images, derived_seed
+from benchmark.learners._linear_head import LinearHead, predict_head, train_head
+from benchmark.learners._torch import TorchLearner, require_torch
+from benchmark.plugins import Posteriors
+from benchmark.task import CleaningTask
+
+#: Bump when a change to pretraining or to the stored file changes what an encoder file holds.
+ENCODER_VERSION = "1"
+#: Encoder weights are stored beside the features only when they take at most this many bytes.
+MAX_WEIGHT_BYTES = 2 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class PretrainSettings:
+    """Everything that determines a pretrained encoder besides the images (its key inputs)."""
+
+    scale: str
+    width: int
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    warmup_epochs: int
+    tau: float
+    projector_hidden: int
+    projector_dim: int
+    seed: int
+    bf16: bool
+
+    @property
+    def feature_dim(self) -> int:
+        """D, the width of the encoder's features."""
+        return 4 * self.width if self.scale == "cpu" else 2048
+
+
+#: Per scale, the pretraining defaults. cpu: an epoch of 5,000 32x32 images takes about 35 s on
+#: one core, about 20 s on two free cores, so 100 epochs take about 35 minutes.
+SCALES: dict[str, dict[str, Any]] = {
+    "cpu": dict(epochs=100, batch_size=64, lr=4e-3, projector_hidden=512, projector_dim=128),
+    "paper": dict(epochs=2500, batch_size=512, lr=1e-3, projector_hidden=4096, projector_dim=256),
+}
+
+
+class BadEncoderError(ValueError):
+    """An encoder file that cannot be trusted; the message says what is wrong."""
+
+
+class SelfSupervised(TorchLearner):
+    name = "ssl"
+    description = "BYOL encoder pretrained on the task's images (once), linear head with MC dropout."
+    version = "1"
+
+    @dataclass(frozen=True)
+    class Config:
+        folds: int = 2
+        posteriors: str = "insample"
+        scale: str = "cpu"
+        pretrain_epochs: int = 0
+        pretrain_batch: int = 0
+        pretrain_lr: float = 0.0
+        pretrain_seed: int = 0
+        width: int = 32
+        head_epochs: int = 120
+        head_lr: float = 0.01
+        head_weight_decay: float = 1e-3
+        dropout: float = 0.2
+        mc_samples: int = 10
+        bf16: bool = True
+
+        def __post_init__(self) -> None:
+            problems = []
+            if self.scale not in SCALES:
+                problems.append(f"scale={self.scale!r} must be one of {', '.join(SCALES)}")
+            for name in ("pretrain_epochs", "pretrain_batch", "pretrain_lr", "head_epochs", "mc_samples"):
+                if getattr(self, name) < 0:
+                    problems.append(f"{name}={getattr(self, name)} must be >= 0")
+            if self.pretrain_batch == 1 or self.width < 1:
+                problems.append("pretrain_batch must be 0 or >= 2 (BatchNorm), width >= 1")
+            if not 0.0 <= self.dropout < 1.0:
+                problems.append(f"dropout={self.dropout} must lie in [0, 1)")
+            if problems:
+                raise ValueError("; ".join(problems))
+
+    #: Whether :meth:`fit_predict` shows progress bars (pretraining has its own).
+    _progress: bool = True
+    #: The features of the last task seen: (its ``load_images``, the settings, (N, D) features).
+    _memo: tuple[Callable[[], Any], PretrainSettings, np.ndarray] | None = None
+    #: What the last :meth:`features` call found or made (reported in ``Posteriors.info``).
+    _encoder_info: dict[str, Any] | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        # the in-memory features hold the task's image loader, which need not pickle
+        return {k: v for k, v in self.__dict__.items() if k != "_memo"}
+
+    def pretrain_settings(self) -> PretrainSettings:
+        """The encoder's settings: this configuration with the scale's defaults filled in."""
+        c = self.config
+        preset = SCALES[c.scale]
+        return PretrainSettings(
+            scale=c.scale,
+            width=c.width if c.scale == "cpu" else 0,
+            epochs=c.pretrain_epochs or preset["epochs"],
+            batch_size=c.pretrain_batch or preset["batch_size"],
+            lr=c.pretrain_lr or preset["lr"],
+            weight_decay=1e-6,
+            warmup_epochs=10,
+            tau=0.99,
+            projector_hidden=preset["projector_hidden"],
+            projector_dim=preset["projector_dim"],
+            seed=c.pretrain_seed,
+            bf16=c.bf16,
+        )
+
+    def require_torch(self) -> None:
+        """As the base's; the paper scale's ResNet-50 needs torchvision too."""
+        require_torch(self.name, torchvision=self.config.scale == "paper")
+
+    @contextmanager
+    def session(self) -> Iterator[None]:
+        """No torch here: only pretraining needs it, and opens the torch session itself."""
+        yield
+
+    # ----------------------------------------------------------------------- the fit
+
+    def fit_predict(self, task: CleaningTask, *, seed: int, progress: bool = True) -> Posteriors:
+        self._progress = progress
+        return super().fit_predict(task, seed=seed, progress=progress)
+
+    def prepare(self, images: np.ndarray, task: CleaningTask) -> np.ndarray:
+        """(N, D) float32 features of every image, from the stored encoder (pretrained if absent)."""
+        images = super().prepare(images, task)
+        features = self.features(images)
+        self._memo = (task.load_images, self.pretrain_settings(), features)  # type: ignore[assignment]
+        return features
+
+    def train(self, images: np.ndarray, labels: np.ndarray, seed: int) -> LinearHead:
+        """A linear head on ``images`` (n, D) features; reports each epoch's loss and accuracy."""
+        c = self.config
+        return train_head(
+            images,
+            labels,
+            self.n_classes,
+            epochs=c.head_epochs,
+            lr=c.head_lr,
+            weight_decay=c.head_weight_decay,
+            dropout=c.dropout,
+            seed=seed,
+            on_epoch=lambda loss, accuracy: self.epoch_done(loss=loss, accuracy=accuracy),
+        )
+
+    def predict(self, model: LinearHead, images: np.ndarray, seed: int) -> Prediction:
+        """probs (n, C), the mean of ``mc_samples`` dropout passes, and those passes (T, n, C)."""
+        return predict_head(model, images, mc_samples=self.config.mc_samples, seed=seed)
+
+    def progress_steps(self) -> int:
+        return int(self.config.head_epochs)
+
+    def fit_info(self) -> dict[str, Any]:
+        # the head runs in NumPy; pretraining's device and settings are in the encoder's sidecar
+        return {
+            "device": "cpu",
+            "bf16": False,
+            "threads": None,
+            "epochs": self.config.head_epochs,
+            **(self._encoder_info or {}),
+        }
+
+    def refit(
+        self, task: CleaningTask, labels: np.ndarray, *, seed: int, progress: bool = False
+    ) -> Posteriors:
+        """Posteriors of heads trained afresh on ``labels`` (N,) over the stored features, as
+        :meth:`fit_predict` trains them (same splits and seeds): the encoder is neither
+        pretrained again nor run, and the features are kept on the instance between calls."""
+        start = time.perf_counter()
+        self._progress = progress
+        labels = np.asarray(labels, dtype=np.int64)
+        features = self._task_features(task)
+        self.n_classes = task.n_classes
+        probs, stochastic, train_accuracy = self._run(
+            self.splits(labels, seed),
+            progress,
+            f"{self.name} {task.name} (re-fit)",
+            lambda k, train, test: self._fit_one(features, labels, train, test, derived_seed(seed, k), None),
+        )
+        relabelled = dataclasses.replace(task, noisy_labels=labels)
+        return self._posteriors(relabelled, probs, stochastic, train_accuracy, start, self.fit_info())
+
+    # ----------------------------------------------------------------------- the encoder
+
+    def pretrain_epoch_done(self, epoch: int, loss: float) -> None:
+        """A hook called after each pretraining epoch (0-based), once its checkpoint is written."""
+
+    def _task_features(self, task: CleaningTask) -> np.ndarray:
+        """The features of ``task``'s images: kept from the last call on the same images, else
+        :meth:`features` (which loads them, then reads or pretrains the encoder)."""
+        settings = self.pretrain_settings()
+        memo = self._memo
+        if memo is not None and memo[0] is task.load_images and memo[1] == settings:
+            return memo[2]
+        if task.load_images is None:
+            raise ValueError(f"{task.name}: the {self.name} learner needs images; the task has none")
+        features = self.features(check_images(np.asarray(task.load_images()), task))
+        self._memo = (task.load_images, settings, features)
+        return features
+
+    def features(self, images: np.ndarray) -> np.ndarray:
+        """(N, D) float32 features of ``images`` (N, H, W, ch) uint8 from the stored encoder.
+
+        Looks for ``<key>.npz`` in the write folder, then in each read folder (see
+        :func:`encoder_dirs`); a file that fails its checks is reported with a warning naming it
+        and passed over. When none is usable, pretrains (under a lock, so that parallel fits of
+        the same encoder wait for one another) and stores the file in the write folder. Either
+        way the features are those stored (float16), so a fresh fit and a cached one agree.
+        """
+        settings = self.pretrain_settings()
+        inputs = encoder_inputs(images, settings)
+        key = hashlib.sha256(canonical_json(inputs).encode("utf-8")).hexdigest()[:20]
+        write_dir, read_dirs = encoder_dirs()
+        shape = (images.shape[0], settings.feature_dim)
+        found = find_encoder(key, inputs, shape, [write_dir, *read_dirs])
+        info: dict[str, Any] = {"encoder_key": key, "encoder_pretrained": False}
+        if found is None:
+            with _lock(write_dir / f"{key}.lock"):
+                found = find_encoder(key, inputs, shape, [write_dir], quiet=True)
+                if found is None:
+                    seconds = self._pretrain(images, settings, inputs, key, write_dir)
+                    info.update(encoder_pretrained=True, encoder_pretrain_seconds=seconds)
+                    found = find_encoder(key, inputs, shape, [write_dir])
+        if found is None:
+            raise BadEncoderError(f"the encoder {key} just stored in {write_dir} cannot be read back")
+        self._encoder_info = {**info, "encoder_file": str(found[0])}
+        return found[1]
+
+    def _pretrain(
+        self, images: np.ndarray, settings: PretrainSettings, inputs: dict[str, Any], key: str, folder: Path
+    ) -> float:
+        """BYOL on ``images``, in a torch session; stores the encoder file ``folder/<key>.npz``.
+        Returns the seconds it took."""
+        started = time.perf_counter()
+        partial = folder / f"{key}.partial.pt"
+        with TorchLearner.session(self):
+            from benchmark.learners import _ssl_net
+
+            result = _ssl_net.pretrain(
+                self, images, settings, key=key, partial=partial, progress=self._progress
+            )
+            features = _ssl_net.encode(self, result, images)
+            weights = _ssl_net.state_arrays(result.encoder)
+            device, bf16 = str(self.device), self.bf16
+            extra = {
+                "channel_mean": result.mean.flatten().cpu().numpy(),
+                "channel_std": result.std.flatten().cpu().numpy(),
+            }
+        if sum(w.nbytes for w in weights.values()) > MAX_WEIGHT_BYTES:
+            weights = {}
+        record: dict[str, Any] = {
+            "key": key,
+            "inputs": inputs,
+            "seconds": round(time.perf_counter() - started, 1),
+            "epochs": settings.epochs,
+            "resumed_from_epoch": result.resumed_from,
+            "final_loss": result.losses[-1] if result.losses else None,
+            "losses": [round(v, 5) for v in result.losses],
+            "device": device,
+            "bf16": bf16,
+            "weights_stored": bool(weights),
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        write_encoder(folder / f"{key}.npz", features, weights, extra, record)
+        partial.unlink(missing_ok=True)
+        return float(record["seconds"])
+
+
+# --------------------------------------------------------------------------- encoder files
+
+
+def encoder_inputs(images: np.ndarray, settings: PretrainSettings) -> dict[str, Any]:
+    """The key inputs of the encoder of ``images`` (uint8) pretrained with ``settings``."""
+    data = np.ascontiguousarray(images, dtype=np.uint8)
+    return {
+        "format": 1,
+        "version": ENCODER_VERSION,
+        "images_sha256": hashlib.sha256(data.tobytes()).hexdigest(),
+        "images_shape": list(data.shape),
+        "settings": dataclasses.asdict(settings),
+    }
+
+
+def encoder_dirs() -> tuple[Path, list[Path]]:
+    """(write folder, read folders) of encoder files: ``ssl/encoders`` in each folder of
+    :func:`benchmark.cache.artifact_dirs`."""
+    write, read = artifact_dirs()
+    sub = Path("ssl") / "encoders"
+    return write / sub, [d / sub for d in read if d != write]
+
+
+def find_encoder(
+    key: str, inputs: dict[str, Any], shape: tuple[int, int], folders: list[Path], *, quiet: bool = False
+) -> tuple[Path, np.ndarray] | None:
+    """(path, float32 features) of the first good ``<key>.npz`` in ``folders``, or None; each bad
+    one is reported with a RuntimeWarning naming it (unless ``quiet``)."""
+    for folder in folders:
+        path = folder / f"{key}.npz"
+        if not path.exists():
+            continue
+        try:
+            return path, read_encoder(path, key, inputs, shape)
+        except Exception as exc:  # a bad file is pretrained again, never trusted
+            if not quiet:
+                reason = str(exc) if isinstance(exc, BadEncoderError) else f"{type(exc).__name__}: {exc}"
+                warnings.warn(
+                    f"{path}: bad encoder file ({reason}); pretraining the encoder again",
+                    RuntimeWarning,
+                    stacklevel=4,
+                )
+    return None
+
+
+def read_encoder(path: Path, key: str, inputs: dict[str, Any], shape: tuple[int, int]) -> np.ndarray:
+    """The (N, D) features stored at ``path`` as float32, checked against the key, its inputs
+    and ``shape``; BadEncoderError saying what is wrong."""
+    with np.load(path, allow_pickle=False) as z:
+        missing = [name for name in ("features", "key", "inputs") if name not in z]
+        if missing:
+            raise BadEncoderError(f"it lacks {', '.join(missing)}")
+        stored_key, stored_inputs = str(z["key"]), json.loads(str(z["inputs"]))
+        features = np.asarray(z["features"], dtype=np.float32)
+    problems = []
+    if stored_key != key:
+        problems.append(f"it records key {stored_key}, not {key}")
+    if stored_inputs != inputs:
+        problems.append("it was made from other images or settings")
+    if features.shape != shape:
+        problems.append(f"its features have shape {features.shape}, not {shape}")
+    elif not np.isfinite(features).all():
+        problems.append("its features are not all finite")
+    if problems:
+        raise BadEncoderError("; ".join(problems))
+    return features
+
+
+def write_encoder(
+    path: Path,
+    features: np.ndarray,
+    weights: dict[str, np.ndarray],
+    extra: dict[str, np.ndarray],
+    record: dict[str, Any],
+) -> None:
+    """Stores features (float16), weights and record at ``path``, and the record in its ``.json``
+    sidecar, each atomically (the sidecar first: the ``.npz`` is what makes the entry)."""
+    arrays = {
+        "features": np.asarray(features, dtype=np.float16),
+        "key": np.asarray(record["key"]),
+        "inputs": np.asarray(canonical_json(record["inputs"])),
+        **extra,
+        **{f"weights/{name}": w for name, w in weights.items()},
+    }
+    write_bytes(path.with_suffix(".json"), (json.dumps(record, indent=1) + "\n").encode("utf-8"))
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **arrays)  # type: ignore[arg-type]
+
+
+@contextmanager
+def _lock(path: Path) -> Iterator[None]:
+    """An exclusive lock on ``path`` for the block (where the platform has ``fcntl``)."""
+    try:
+        import fcntl
+    except ImportError:  # no advisory locks: parallel fits may pretrain the same encoder twice
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file is closed
+        yield
