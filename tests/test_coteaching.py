@@ -25,7 +25,8 @@ from test_smallcnn import (  # noqa: E402
 from benchmark.learners import _coteaching_net  # noqa: E402
 from benchmark.learners._coteaching_net import forget_rate_at, kept, small_loss_exchange  # noqa: E402
 
-FAST = {"epochs": 4, "width": 8, "batch_size": 16, "lr": 0.05, "warmup_epochs": 1}
+#: Out-of-fold unless a test says otherwise (the default is in-sample).
+FAST = {"epochs": 4, "width": 8, "batch_size": 16, "lr": 0.05, "warmup_epochs": 1, "posteriors": "oof"}
 
 
 @pytest.fixture(scope="module")
@@ -173,5 +174,6 @@ def test_insample_posteriors_see_one_training_view(task: CleaningTask) -> None:
     check_insample_views(CoTeaching, FAST, task)
 
 
-def test_finetuning_follows_new_labels(task: CleaningTask) -> None:
-    check_finetune_follows_new_labels(CoTeaching, FAST, task)
+@pytest.mark.parametrize("posteriors", ["oof", "insample"])
+def test_finetuning_follows_new_labels(task: CleaningTask, posteriors: str) -> None:
+    check_finetune_follows_new_labels(CoTeaching, FAST, task, posteriors)

@@ -29,7 +29,8 @@ from test_smallcnn import (  # noqa: E402
 from benchmark.learners import _elr_net  # noqa: E402
 from benchmark.learners._elr_net import elr_loss, update_targets  # noqa: E402
 
-FAST = {"epochs": 4, "width": 8, "batch_size": 16, "lr": 0.05, "mc_samples": 5}
+#: Out-of-fold unless a test says otherwise (the default is in-sample).
+FAST = {"epochs": 4, "width": 8, "batch_size": 16, "lr": 0.05, "mc_samples": 5, "posteriors": "oof"}
 
 
 @pytest.fixture(scope="module")
@@ -164,5 +165,6 @@ def test_insample_posteriors_see_one_training_view(task: CleaningTask) -> None:
     check_insample_views(ELR, FAST, task)
 
 
-def test_finetuning_follows_new_labels(task: CleaningTask) -> None:
-    check_finetune_follows_new_labels(ELR, FAST, task)
+@pytest.mark.parametrize("posteriors", ["oof", "insample"])
+def test_finetuning_follows_new_labels(task: CleaningTask, posteriors: str) -> None:
+    check_finetune_follows_new_labels(ELR, FAST, task, posteriors)

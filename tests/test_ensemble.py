@@ -132,3 +132,12 @@ def test_an_ensemble_of_small_cnns_learns(monkeypatch: pytest.MonkeyPatch, tmp_p
     assert np.mean(post.probs.argmax(axis=1) == task.true_labels) >= 0.8
     assert post.stochastic is not None and post.stochastic.shape[0] == 2
     assert not np.array_equal(post.stochastic[0], post.stochastic[1])
+
+
+def test_posteriors_is_passed_on_to_the_base_and_enters_the_key() -> None:
+    assert Ensemble(posteriors="insample").base().params["posteriors"] == "insample"
+    assert Ensemble().base().params["posteriors"] == "oof"  # smallcnn's own default
+    task = toy(20, 2, 0)
+    assert cache_key(task, Ensemble(posteriors="insample"), 0) != cache_key(task, Ensemble(), 0)
+    with pytest.raises(ValueError, match="no `posteriors` parameter"):
+        Ensemble(base="truth", posteriors="oof")

@@ -255,6 +255,10 @@ def test_torch_learners_import_without_torch_and_keep_their_cache_keys(no_torch:
             "dropout": 0.1,
             "label_smoothing": 0.2,
             "bf16": True,
+            "scale": "cpu",
+            "posteriors": "oof",
+            "finetune_epochs": 4,
+            "finetune_lr": 0.0025,
         },
         "1",
     ]

@@ -219,7 +219,7 @@ def check_insample_fit(
         return real_train(self, images, labels, seed)
 
     monkeypatch.setattr(cls, "train", counted)
-    post = cls(**params, posteriors="insample").fit_predict(task, seed=0, progress=False)
+    post = cls(**{**params, "posteriors": "insample"}).fit_predict(task, seed=0, progress=False)
     assert trained == [task.n_samples]
     assert post.info is not None and "insample_accuracy_noisy" in post.info
     assert np.mean(post.probs.argmax(axis=1) == task.true_labels) >= 0.8
@@ -245,10 +245,12 @@ def check_insample_views(cls: type[SmallCNN], params: dict, task: CleaningTask) 
     np.testing.assert_allclose(a.sum(axis=1), 1.0, atol=1e-5)
 
 
-def check_finetune_follows_new_labels(cls: type[SmallCNN], params: dict, task: CleaningTask) -> None:
+def check_finetune_follows_new_labels(
+    cls: type[SmallCNN], params: dict, task: CleaningTask, posteriors: str
+) -> None:
     """A re-fit fine-tunes the kept models: after relabelling class 0 as class 1, the
     posteriors of those samples move toward class 1; one epoch_done per fine-tuning epoch."""
-    learner = cls(**params, finetune_epochs=3, finetune_lr=0.05)
+    learner = cls(**{**params, "posteriors": posteriors, "finetune_epochs": 3, "finetune_lr": 0.05})
     before = learner.fit_predict(task, seed=0, progress=False)
     relabelled = np.flatnonzero(task.noisy_labels == 0)
     labels = task.noisy_labels.copy()
@@ -271,8 +273,9 @@ def test_insample_posteriors_see_one_training_view(task: CleaningTask) -> None:
     check_insample_views(SmallCNN, FAST, task)
 
 
-def test_finetuning_follows_new_labels(task: CleaningTask) -> None:
-    check_finetune_follows_new_labels(SmallCNN, FAST, task)
+@pytest.mark.parametrize("posteriors", ["oof", "insample"])
+def test_finetuning_follows_new_labels(task: CleaningTask, posteriors: str) -> None:
+    check_finetune_follows_new_labels(SmallCNN, FAST, task, posteriors)
 
 
 @pytest.mark.slow

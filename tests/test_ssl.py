@@ -395,3 +395,22 @@ def test_augmented_views_are_seeded_and_keep_the_shape() -> None:
     again = augment(x, torch.Generator().manual_seed(1), mean, std)
     other = augment(x, torch.Generator().manual_seed(2), mean, std)
     assert one.shape == x.shape and torch.equal(one, again) and not torch.equal(one, other)
+
+
+def test_a_refit_without_the_images_uses_the_encoder_indexed_for_those_samples(
+    encoders: Path, fitted: Posteriors
+) -> None:
+    from benchmark.dataroot import DataNotFoundError
+
+    def absent() -> np.ndarray:
+        raise DataNotFoundError("images not here")
+
+    task = colour_task()
+    expected = SelfSupervised(**FAST).refit(task, task.noisy_labels, seed=0)
+    assert (encoders / "index.json").exists()
+    without = dataclasses.replace(task, load_images=absent)
+    found = SelfSupervised(**FAST).refit(without, without.noisy_labels, seed=0)
+    np.testing.assert_array_equal(found.probs, expected.probs)
+    other = dataclasses.replace(without, sample_ids=np.arange(task.n_samples) + 1)  # other samples
+    with pytest.raises(DataNotFoundError, match="images not here"):
+        SelfSupervised(**FAST).refit(other, other.noisy_labels, seed=0)

@@ -20,7 +20,6 @@ from benchmark.learners._recipe import (
     LossFn,
     Recipe,
     finetune_network,
-    posteriors,
     recipe_for,
     train_network,
 )
@@ -77,11 +76,11 @@ def train(learner: TorchLearner, images: torch.Tensor, labels: np.ndarray, seed:
 
 
 def finetune(
-    learner: TorchLearner, model: Network, images: torch.Tensor, labels: np.ndarray, seed: int, chunk: int
+    learner: TorchLearner, model: Network, images: torch.Tensor, labels: np.ndarray, seed: int
 ) -> Network:
     """``model`` fine-tuned with the ELR loss on the current ``labels``; each sample's target
-    restarts at the model's present posterior of it (dropout off, mirror averaged)."""
-    probs, _ = posteriors(learner, model, images, seed, chunk=chunk, mc_samples=0, insample=False)
-    targets = torch.as_tensor(probs, device=learner.device)
+    restarts at zero, as in training. (Targets set to the model's present posteriors would hold
+    it to what it predicted before the relabelling, against the corrected labels.)"""
+    targets = torch.zeros(images.shape[0], learner.n_classes, dtype=torch.float32, device=learner.device)
     objective = elr_objective(targets, learner, recipe_for(learner.config))
     return finetune_network(learner, model, images, labels, seed, objective)

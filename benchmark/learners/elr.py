@@ -1,6 +1,8 @@
 """Early-learning regularisation (ELR, Liu et al., 2020), one of the paper's learners: smallcnn's
-network trained with a regulariser that keeps it close to its own early predictions,
-cross-fitted like ``smallcnn``.
+network trained with a regulariser that keeps it close to its own early predictions. Its
+posteriors are in-sample by default (``posteriors=insample``: one network predicts the images it
+was trained on, with training augmentation on, as the paper's reference code); ``oof``
+cross-fits like ``smallcnn``.
 
 Each training sample keeps a target t, an exponential moving average (rate ``elr_beta``) of the
 network's detached, normalised predictions of it, starting at zero; the loss is
@@ -11,8 +13,9 @@ toward memorised noisy labels.
 Posteriors and MC dropout samples, ``scale``, ``posteriors`` and the fine-tuning fields are as
 in :mod:`benchmark.learners.smallcnn` (at paper scale: ResNet-110 and the paper's recipe). An
 active run's re-fit fine-tunes the kept network with the ELR loss on the current labels; each
-sample's target restarts at the network's present posterior of it (no augmentation, dropout
-off), since the targets of the first training are not kept.
+sample's target restarts at zero, as in the first training: targets holding the network's
+present posteriors would pull it back to what it predicted before the relabelling, against the
+corrected labels.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from benchmark.learners.smallcnn import PREDICT_CHUNK, SmallCNN, check_scale
+from benchmark.learners.smallcnn import SmallCNN, check_scale
 
 if TYPE_CHECKING:
     import torch
@@ -34,7 +37,7 @@ class ELR(SmallCNN):
     """smallcnn's network trained with the early-learning regulariser (see the module doc)."""
 
     name = "elr"
-    description = "CNN with early-learning regularisation (ELR) against noisy labels, cross-fitted."
+    description = "CNN with early-learning regularisation (ELR) against noisy labels, in-sample."
     version = "1"
 
     @dataclass(frozen=True)
@@ -52,7 +55,7 @@ class ELR(SmallCNN):
         elr_beta: float = 0.9
         elr_lambda: float = 3.0
         scale: str = "cpu"
-        posteriors: str = "oof"
+        posteriors: str = "insample"  # the reference's way
         finetune_epochs: int = 4
         finetune_lr: float = 0.0025
 
@@ -72,8 +75,8 @@ class ELR(SmallCNN):
         return train(self, images, labels, seed)
 
     def finetune(self, model: Network, images: torch.Tensor, labels: np.ndarray, seed: int) -> Network:
-        """``model`` fine-tuned with the ELR loss on the current ``labels``, the targets restarted
-        at its present posteriors."""
+        """``model`` fine-tuned with the ELR loss on the current ``labels``, every target
+        restarted at zero."""
         from benchmark.learners._elr_net import finetune
 
-        return finetune(self, model, images, labels, seed, chunk=PREDICT_CHUNK)
+        return finetune(self, model, images, labels, seed)

@@ -14,8 +14,9 @@ posteriors (K, N, C), the samples that BALD's mutual information reads (deep ens
 posterior sample, in place of MC dropout). Each member's posteriors are the base learner's own
 (out-of-fold or in-sample, whatever its ``posteriors`` parameter says).
 
-``base`` names a registered learner with its default parameters; a configured base is a
-learner of its own (a plugin subclass that sets its defaults).
+``base`` names a registered learner, used with its default parameters except ``posteriors``
+(``oof`` or ``insample`` members, for bases that have the parameter); a base configured
+otherwise is a learner of its own (a plugin subclass that sets its defaults).
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ class Ensemble(Learner):
     parameters = {
         "base": Param(["smallcnn"], type=str),
         "members": Param([3], type=int, low=2, high=64),
+        # passed on to the base learner: out-of-fold or in-sample members (None: its default)
+        "posteriors": Param([None], type=str, optional=True, choices=("oof", "insample")),
     }
 
     def __init__(self, **params: Any) -> None:
@@ -56,14 +59,18 @@ class Ensemble(Learner):
             raise ValueError(f"learner ensemble: base={base!r} must be a learner name without parameters")
         cls = registry.get("learner", base)  # unknown names fail here, with suggestions
         self.needs_images = cls.needs_images  # type: ignore[misc]  # as its base
+        if self.params.get("posteriors") is not None and "posteriors" not in cls.parameters:
+            raise ValueError(f"learner ensemble: base {base} has no `posteriors` parameter to set")
         # The cache key follows the base learner: its version and every parameter.
-        member = cls()
+        member = self.base()
         digest = hashlib.sha256(canonical_json({"params": member.params, "version": member.version}).encode())
         self.version = f"{type(self).version}+{base}-{digest.hexdigest()[:12]}"  # type: ignore[misc]
 
     def base(self) -> Learner:
-        """The base learner, with its default parameters."""
-        return registry.create("learner", str(self.params["base"]))
+        """The base learner: its default parameters, and ``posteriors`` when set."""
+        cls = registry.get("learner", str(self.params["base"]))
+        mode = self.params.get("posteriors")
+        return cls() if mode is None else cls(posteriors=mode)
 
     def member_seeds(self, seed: int) -> list[int]:
         """The seed of each member: ``seed`` itself, then derived seeds."""

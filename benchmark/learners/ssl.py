@@ -45,6 +45,7 @@ from benchmark.atomic import atomic_path, write_bytes
 from benchmark.cache import artifact_dirs
 from benchmark.cache_entry import canonical_json
 from benchmark.crossfit import Prediction, check_images, derived_seed
+from benchmark.dataroot import DataNotFoundError
 from benchmark.learners._linear_head import LinearHead, predict_head, train_head
 from benchmark.learners._torch import TorchLearner, require_torch
 from benchmark.plugins import Posteriors
@@ -245,9 +246,39 @@ class SelfSupervised(TorchLearner):
             return memo[2]
         if task.load_images is None:
             raise ValueError(f"{task.name}: the {self.name} learner needs images; the task has none")
-        features = self.features(check_images(np.asarray(task.load_images()), task))
+        try:
+            images = np.asarray(task.load_images())
+        except DataNotFoundError:
+            # Without the images, the encoder stored for these samples (recorded in the index
+            # when it was read or pretrained with them) still gives their features.
+            features = self._indexed_features(task, settings)
+            if features is None:
+                raise
+        else:
+            images = check_images(images, task)
+            features = self.features(images)
+            _write_index(task, settings, self._encoder_key(images))
         self._memo = (task.load_images, settings, features)
         return features
+
+    def _encoder_key(self, images: np.ndarray) -> str:
+        inputs = encoder_inputs(images, self.pretrain_settings())
+        return hashlib.sha256(canonical_json(inputs).encode("utf-8")).hexdigest()[:20]
+
+    def _indexed_features(self, task: CleaningTask, settings: Any) -> np.ndarray | None:
+        write_dir, read_dirs = encoder_dirs()
+        for folder in [write_dir, *read_dirs]:
+            index = folder / INDEX
+            if not index.exists():
+                continue
+            key = json.loads(index.read_text()).get(_index_key(task, settings))
+            if key is None:
+                continue
+            with np.load(folder / f"{key}.npz") as stored:
+                features = np.asarray(stored["features"], dtype=np.float32)
+            if features.shape[0] == task.n_samples and np.isfinite(features).all():
+                return features
+        return None
 
     def features(self, images: np.ndarray) -> np.ndarray:
         """(N, D) float32 features of ``images`` (N, H, W, ch) uint8 from the stored encoder.
@@ -418,3 +449,30 @@ def _lock(path: Path) -> Iterator[None]:
     with open(path, "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file is closed
         yield
+
+
+#: ``<encoders folder>/index.json``: encoder key by (dataset, its samples, pretraining
+#: settings), recorded whenever the features are computed from the images, so that a re-fit
+#: finds them without the images (the key itself hashes the image bytes).
+INDEX = "index.json"
+
+
+def _index_key(task: CleaningTask, settings: Any) -> str:
+    ids = task.sample_ids if task.sample_ids is not None else np.arange(task.n_samples)
+    ident = {
+        "sample_ids": hashlib.sha256(np.ascontiguousarray(ids).tobytes()).hexdigest(),
+        "n": task.n_samples,
+        "dataset": task.name.split("[")[0],
+        "settings": dataclasses.asdict(settings),
+    }
+    return hashlib.sha256(canonical_json(ident).encode("utf-8")).hexdigest()[:20]
+
+
+def _write_index(task: CleaningTask, settings: Any, key: str) -> None:
+    write_dir, _ = encoder_dirs()
+    index_path = write_dir / INDEX
+    index = json.loads(index_path.read_text()) if index_path.exists() else {}
+    entry = _index_key(task, settings)
+    if index.get(entry) != key:
+        index[entry] = key
+        write_bytes(index_path, json.dumps(index, indent=1, sort_keys=True).encode())
