@@ -254,6 +254,7 @@ class CrossFitLearner(Learner):
             data = self.prepare(images, task)
             kept = _KeptFit(task.name, task.n_samples, data, splits) if self._finetunes() else None
             probs, stochastic, train_accuracy = self._run(
+                task.n_samples,
                 splits,
                 progress,
                 f"{self.name} {task.name}",
@@ -294,6 +295,7 @@ class CrossFitLearner(Learner):
                 return self._predict_split(kept.models[k], kept.data[test_idx], fold_seed)
 
             probs, stochastic, train_accuracy = self._run(
+                kept.n_samples,
                 kept.splits,
                 progress,
                 f"{self.name} {task.name} (fine-tune)",
@@ -345,6 +347,7 @@ class CrossFitLearner(Learner):
 
     def _run(
         self,
+        n_samples: int,
         splits: Sequence[Split],
         progress: bool,
         desc: str,
@@ -353,7 +356,6 @@ class CrossFitLearner(Learner):
     ) -> tuple[np.ndarray, np.ndarray | None, list[float]]:
         """Runs ``fit_one(k, train_idx, test_idx)`` over the splits under one progress bar;
         probs, stochastic and the last-epoch training accuracy of each model."""
-        n_samples = int(max(int(test.max()) for _, test in splits)) + 1
         train_accuracy: list[float] = []
         done = 0
 

@@ -224,6 +224,7 @@ class SelfSupervised(TorchLearner):
         features = self._task_features(task)
         self.n_classes = task.n_classes
         probs, stochastic, train_accuracy = self._run(
+            task.n_samples,
             self.splits(labels, seed),
             progress,
             f"{self.name} {task.name} (re-fit)",
@@ -257,13 +258,10 @@ class SelfSupervised(TorchLearner):
         else:
             images = check_images(images, task)
             features = self.features(images)
-            _write_index(task, settings, self._encoder_key(images))
+            assert self._encoder_info is not None  # set by features()
+            _write_index(task, settings, self._encoder_info["encoder_key"])
         self._memo = (task.load_images, settings, features)
         return features
-
-    def _encoder_key(self, images: np.ndarray) -> str:
-        inputs = encoder_inputs(images, self.pretrain_settings())
-        return hashlib.sha256(canonical_json(inputs).encode("utf-8")).hexdigest()[:20]
 
     def _indexed_features(self, task: CleaningTask, settings: Any) -> np.ndarray | None:
         write_dir, read_dirs = encoder_dirs()
