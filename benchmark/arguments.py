@@ -78,8 +78,29 @@ def build_parser() -> argparse.ArgumentParser:
     suite.add_argument(
         "--learners", nargs="+", default=None, help="learner specs (default: each dataset's own)"
     )
+    suite.add_argument(
+        "--no-downstream",
+        action="store_true",
+        help="skip the downstream stage (models re-trained, evaluated and selected with the cleaned labels)",
+    )
     _common(suite, default_out=Path("results"))
     suite.set_defaults(seeds="0-4")
+
+    down = sub.add_parser(
+        "downstream",
+        help="what cleaning buys: re-train on the labels at budget shares, and evaluate and select models "
+        "with noisy, cleaned and true validation labels (for the runs in a results folder)",
+    )
+    down.add_argument("dir", type=Path, help="results folder of a finished run or suite (its cells folder)")
+    down.add_argument(
+        "--learner",
+        default=None,
+        help="the posterior group whose runs clean the labels (default: the suite's headline learner, "
+        "else each dataset's first learner with ok runs)",
+    )
+    down.add_argument("--data-root", type=Path, default=None, help="folder with the data files")
+    _jobs(down, "the fits")
+    down.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     fit = sub.add_parser(
         "fit",
@@ -119,6 +140,15 @@ def _inputs(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _jobs(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument(
+        "--jobs",
+        type=_count(1, also=(-1,), what=": --jobs takes a number of processes >= 1, or -1 for all cores"),
+        default=1,
+        help=f"parallel worker processes for {what} (-1: all cores)",
+    )
+
+
 def _common(p: argparse.ArgumentParser, default_out: Path | None) -> None:
     p.add_argument("--seeds", default="0-4", help=f"e.g. 0-4 or 0,2,5 (default 0-4; at most {MAX_SEEDS:,})")
     p.add_argument(
@@ -130,12 +160,7 @@ def _common(p: argparse.ArgumentParser, default_out: Path | None) -> None:
         + (f" (default {default_out})" if default_out is not None else ""),
     )
     _inputs(p)
-    p.add_argument(
-        "--jobs",
-        type=_count(1, also=(-1,), what=": --jobs takes a number of processes >= 1, or -1 for all cores"),
-        default=1,
-        help="parallel worker processes for cells (-1: all cores)",
-    )
+    _jobs(p, "cells")
     p.add_argument("--resume", action="store_true", help="reuse cells already finished in --out")
     p.add_argument(
         "--target",

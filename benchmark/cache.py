@@ -66,6 +66,11 @@ KEY_LENGTH = 20
 #: ``task.info`` fields: the copy of the images a learner would read, and the dataset's default.
 IMAGE_SOURCE = "image_source"
 IMAGE_SOURCE_DEFAULT = "image_source_default"
+#: ``task.info`` fields of a task's clean evaluation set (``CleaningTask.load_eval``): what it
+#: is, the copy that would be read, and the dataset's default copy.
+EVAL_SET = "eval_set"
+EVAL_SOURCE = "eval_source"
+EVAL_SOURCE_DEFAULT = "eval_source_default"
 #: The posteriors shipped with the project (in a checkout), read by every command.
 SHIPPED_POSTERIORS = PROJECT_ROOT / "results" / "posteriors"
 
@@ -105,10 +110,14 @@ def artifact_dirs() -> tuple[Path, list[Path]]:
     return user_cache_dir() / "posteriors", [SHIPPED_POSTERIORS]
 
 
-def image_source(task: CleaningTask) -> str | None:
-    """The image source that enters the key: None for the dataset's default copy, or none found."""
-    source = task.info.get(IMAGE_SOURCE)
-    if source is None or source == task.info.get(IMAGE_SOURCE_DEFAULT):
+def image_source(
+    task: CleaningTask, field: str = IMAGE_SOURCE, default: str = IMAGE_SOURCE_DEFAULT
+) -> str | None:
+    """The image source that enters the key: None for the dataset's default copy, or none found
+    (``field`` and ``default`` name another pair of ``task.info`` fields, such as the
+    evaluation set's :data:`EVAL_SOURCE` and :data:`EVAL_SOURCE_DEFAULT`)."""
+    source = task.info.get(field)
+    if source is None or source == task.info.get(default):
         return None
     return str(source)
 

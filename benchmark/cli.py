@@ -158,6 +158,10 @@ def _execute(
         update = results.write_tables(args.out, rows, merge=not suite)
         dropped = results.write_skipped_inputs(args.out, plan.tasks)
         refit_timings = results.write_refit_timings(args.out, plan.configs)
+        if suite and not args.no_downstream:
+            downstream_lines = _downstream(args.out, update.runs, plan.tasks, None, jobs, progress)
+        else:
+            downstream_lines = []
         written = write_report(args.out, update.runs, update.curves)
     elapsed = time.perf_counter() - started
     mine = pd.DataFrame(rows)
@@ -199,9 +203,63 @@ def _execute(
         )
         for r in dropped.head(10).itertuples(index=False):
             print(f"    {r.dataset}: {getattr(r, 'file', '')}: {getattr(r, 'reason', '')}")
+    for line in downstream_lines:
+        print(f"  {line}")
     for message in preload_failures:
         print(f"  FAILED plugin: {message}")
     return 1 if len(failed) or preload_failures else 0
+
+
+def _downstream(
+    out: Path,
+    runs: Any,
+    tasks: dict[str, Any],
+    learner: str | None,
+    jobs: int,
+    progress: bool,
+) -> list[str]:
+    """Runs the downstream stage on ``out``'s runs and writes its tables; returns summary lines."""
+    from benchmark.downstream import run_downstream
+    from benchmark.downstream_report import write_downstream
+    from benchmark.suite import downstream_groups
+
+    started = time.perf_counter()
+    groups, notes = downstream_groups(runs, tasks, learner)
+    if not groups:
+        return [f"downstream: nothing to do ({'; '.join(notes) or 'no ok runs'})"]
+    result = run_downstream(out, runs, tasks, groups, progress=progress, jobs=jobs)
+    result.notes[:0] = notes
+    written = write_downstream(out, result)
+    fits = int(result.training["test_accuracy"].notna().sum()) + int(
+        result.candidates["test_accuracy"].notna().sum()
+    )
+    lines = [
+        f"downstream: {fits} model fits read or made for {len(groups)} datasets in "
+        f"{time.perf_counter() - started:.1f} s ({len(written)} files in {out / 'downstream'})"
+    ]
+    lines += [f"downstream, not done: {n}" for n in result.notes]
+    return lines
+
+
+def cmd_downstream(args: argparse.Namespace) -> int:
+    from benchmark.report import write_report
+    from benchmark.results import load_tables, locked
+    from benchmark.threads import available_cores
+
+    runs, curves = load_tables(args.dir)
+    tasks = {}
+    for spec in sorted(set(runs["dataset"])):
+        try:
+            tasks[spec] = registry.create("dataset", spec).load(args.data_root)
+        except Exception as exc:  # noqa: BLE001 - a dataset that cannot load is reported, not fatal
+            print(f"  {spec}: cannot load ({type(exc).__name__}: {exc})")
+    jobs = available_cores() if args.jobs == -1 else args.jobs
+    with locked(args.dir):
+        lines = _downstream(args.dir, runs, tasks, args.learner, jobs, not args.no_progress)
+        write_report(args.dir, runs, curves)
+    for line in lines:
+        print(line)
+    return 0
 
 
 def _first_few(names: set[str], shown: int = 4) -> str:
@@ -285,7 +343,14 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"list": cmd_list, "run": cmd_run, "suite": cmd_suite, "fit": cmd_fit, "report": cmd_report}
+COMMANDS = {
+    "list": cmd_list,
+    "run": cmd_run,
+    "suite": cmd_suite,
+    "fit": cmd_fit,
+    "report": cmd_report,
+    "downstream": cmd_downstream,
+}
 
 
 if __name__ == "__main__":

@@ -38,6 +38,19 @@ def format_pm(mean: object, ci: object, digits: int) -> str:
     return text
 
 
+def markdown_table(df: pd.DataFrame) -> str:
+    """``df`` as a markdown table (``|`` in cells escaped; a ``rank`` column right-aligned)."""
+
+    def cell(v: object) -> str:
+        return str(v).replace("|", "\\|")
+
+    lines = ["| " + " | ".join(cell(c) for c in df.columns) + " |"]
+    lines.append("|" + "|".join("---:" if c == "rank" else "---" for c in df.columns) + "|")
+    for r in df.itertuples(index=False):
+        lines.append("| " + " | ".join(cell(v) for v in r) + " |")
+    return "\n".join(lines)
+
+
 @dataclass(frozen=True)
 class Style:
     color: ColorType

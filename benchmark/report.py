@@ -20,12 +20,12 @@ from typing import Any
 import matplotlib.style
 import pandas as pd
 
-from benchmark import plots
+from benchmark import downstream_report, plots
 from benchmark.atomic import write_bytes
 from benchmark.diagnostics import PICK_COLUMNS
 from benchmark.leaderboard import curve_bands, group_info, group_key, is_finite, leaderboard
 from benchmark.learner_summary import learner_summary, summary_markdown
-from benchmark.plots import format_pm
+from benchmark.plots import format_pm, markdown_table
 from benchmark.results import CELL, GROUP
 
 
@@ -125,17 +125,6 @@ def _picks(r: Mapping[Any, object]) -> str:
     return " / ".join(f"{100 * float(v):.0f}" for v in values)  # type: ignore[arg-type]
 
 
-def _markdown_table(df: pd.DataFrame) -> str:
-    def cell(v: object) -> str:
-        return str(v).replace("|", "\\|")
-
-    lines = ["| " + " | ".join(cell(c) for c in df.columns) + " |"]
-    lines.append("|" + "|".join("---:" if c == "rank" else "---" for c in df.columns) + "|")
-    for r in df.itertuples(index=False):
-        lines.append("| " + " | ".join(cell(v) for v in r) + " |")
-    return "\n".join(lines)
-
-
 def _failures(runs: pd.DataFrame) -> pd.DataFrame:
     bad = runs[runs["status"] != "ok"]
     return bad.sort_values([*CELL, "seed"], kind="mergesort")
@@ -231,7 +220,7 @@ def _markdown(sections: list[_Section], has_plots: set[str]) -> str:
     for s in sections:
         parts += [f"## {s.title}", ""]
         if len(s.table):
-            parts += [_markdown_table(s.table), ""]
+            parts += [markdown_table(s.table), ""]
         else:
             parts += ["No successful runs.", ""]
         if s.file_name in has_plots:
@@ -346,10 +335,18 @@ def write_report(out_dir: Path, runs: pd.DataFrame, curves: pd.DataFrame) -> lis
             )
 
     summary = learner_summary(runs, board)
-    pages = [
-        ("leaderboard.md", _markdown(sections, with_plots)),
-        ("leaderboard.html", _html(sections, with_plots)),
-    ]
+    with matplotlib.style.context("default"):
+        down_sections, down_notes, down_files = downstream_report.render(out_dir)
+    figures += down_files
+    md = _markdown(sections, with_plots)
+    page = _html(sections, with_plots)
+    if down_sections or down_notes:
+        md += "\n## What cleaning buys downstream\n\n" + downstream_report.markdown(down_sections, down_notes)
+        fragment = "<h2>What cleaning buys downstream</h2>\n" + downstream_report.html_fragment(
+            down_sections, down_notes
+        )
+        page = page.replace("</body>", fragment + "\n</body>")
+    pages = [("leaderboard.md", md), ("leaderboard.html", page)]
     if len(summary):
         pages += [
             ("learners.csv", summary.to_csv(index=False, lineterminator="\n")),

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import fcntl
 import importlib.metadata
+import io
 import json
 import os
 import subprocess
@@ -150,19 +151,39 @@ def write_cell(
     row: Mapping[str, Any],
     curve: pd.DataFrame | None = None,
     refits: Sequence[Mapping[str, float]] = (),
+    snapshots: Mapping[str, np.ndarray] | None = None,
 ) -> None:
-    """Stores a finished cell: its re-fit timings and curve first, then its run row, each
-    atomically, so a row on disk always has the curve it points to."""
+    """Stores a finished cell: its re-fit timings, label snapshots and curve first, then its run
+    row, each atomically, so a row on disk always has the files it points to.
+
+    ``snapshots``: the labels part-way through the budget (``fractions``, ``budgets``,
+    ``labels`` (F, N)), see :mod:`benchmark.snapshots`; read back by :func:`cell_snapshots`."""
     cells = out_dir / CELLS
     cells.mkdir(parents=True, exist_ok=True)
     if refits:
         write_bytes(cells / f"{config.hash}.refits.json", json.dumps(list(refits)).encode())
+    if snapshots is not None:
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, **dict(snapshots))  # type: ignore[arg-type]
+        write_bytes(cells / f"{config.hash}.labels.npz", buffer.getvalue())
     if curve is not None:
         with atomic_path(cells / f"{config.hash}.curve.parquet") as tmp:
             curve.to_parquet(tmp, index=False)
     write_bytes(
         cells / f"{config.hash}.json", json.dumps(row, sort_keys=True, default=_json_default).encode()
     )
+
+
+def cell_snapshots(out_dir: Path, config_hash: str) -> dict[str, np.ndarray] | None:
+    """The label snapshots a finished cell stored (see :func:`write_cell`), or None if it has none."""
+    path = out_dir / CELLS / f"{config_hash}.labels.npz"
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path) as z:
+            return {name: np.asarray(z[name]) for name in ("fractions", "budgets", "labels")}
+    except Exception as exc:
+        raise ValueError(f"{path}: cannot read the cell's label snapshots ({exc})") from exc
 
 
 def finished_row(out_dir: Path, config: CellConfig) -> dict[str, Any] | None:

@@ -33,6 +33,7 @@ from benchmark.plugins import Posteriors, ScoringContext, Strategy, parse_spec
 from benchmark.posteriors import load_posteriors_file
 from benchmark.results import finished_row, provenance, task_columns, write_cell
 from benchmark.simulator import initial_counts, simulate
+from benchmark.snapshots import FRACTIONS, budgets_at, labels_at
 from benchmark.task import CleaningTask
 from benchmark.threads import thread_budget, threads_for_fits
 from benchmark.trajectory import MissingInputError, missing_inputs
@@ -49,6 +50,7 @@ def run_cell(
     info = posteriors.info or {}
     row.update(learner_accuracy=info.get("accuracy_true"), fit_seconds=info.get("seconds"))
     curve: pd.DataFrame | None = None
+    snapshots: dict[str, np.ndarray] | None = None
     timings: list[dict[str, float]] = []
     try:
         strategy: Strategy = registry.create("strategy", config.strategy)
@@ -68,6 +70,20 @@ def run_cell(
         picks = first_picks(task, strategy.score(ctx), config.seed)
         refit, timings = _refit_for(config, task) if config.active_every else (None, [])
         traj = simulate(task, strategy, ctx, seed=config.seed, refit=refit, refit_every=config.active_every)
+        budgets = budgets_at(traj.budget)
+        labels = labels_at(
+            task,
+            traj,
+            budgets.tolist(),
+            resimulate=lambda b: simulate(
+                task, strategy, ctx, seed=config.seed, budget=b, refit=refit, refit_every=config.active_every
+            ),
+        )
+        snapshots = {
+            "fractions": np.asarray(FRACTIONS),
+            "budgets": budgets,
+            "labels": labels.astype(np.int16 if task.n_classes < 2**15 else np.int64),
+        }
         row.update(status="ok", error="", **run_metrics(task, traj, target=config.target))
         row.update(n_refits=int(traj.refits.size), refit_at=json.dumps(traj.refits.tolist()), **picks)
         x, y = curve_points(traj)
@@ -90,7 +106,7 @@ def run_cell(
         row.update(status="failed", error=f"{type(exc).__name__}: {exc}")
     row.update(provenance())
     # wall-clock cost of the re-fits goes apart from the result tables (which stay identical)
-    write_cell(out_dir, config, row, curve, timings)
+    write_cell(out_dir, config, row, curve, timings, snapshots)
     return row
 
 

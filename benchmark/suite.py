@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
+import pandas as pd
+
 from benchmark import registry
 from benchmark.config import Source
 from benchmark.plugins import parse_spec
+from benchmark.task import CleaningTask
 
 #: Learners the suite pairs with a dataset that names none: the paper's learner families at
 #: CPU scale whose posteriors ship with the results (vanilla out-of-fold and in-sample; ELR, a
@@ -19,6 +24,11 @@ DEFAULT_LEARNERS = (
     "ensemble[posteriors=insample]",
     "truth",
 )
+
+#: The posterior group whose runs the downstream stage takes the cleaned labels from (the
+#: best learned group of the committed leaderboard); a dataset without it uses its first
+#: learner with ok runs.
+DOWNSTREAM_LEARNER = "ensemble[posteriors=insample]"
 
 #: Learners whose model-based strategies the default suite also runs actively (the paper's
 #: Algorithm 1), re-fitting every this many annotations: those whose re-fit takes seconds.
@@ -55,3 +65,32 @@ def learners_for(dataset_spec: str) -> tuple[str, ...]:
 def source_for(learner_spec: str) -> Source:
     """The default suite's posterior source for a learner spec, with its active runs."""
     return Source(learner=learner_spec, active_every=ACTIVE_EVERY.get(parse_spec(learner_spec)[0], 0))
+
+
+def downstream_groups(
+    runs: pd.DataFrame, tasks: Mapping[str, CleaningTask], learner: str | None = None
+) -> tuple[dict[str, str], list[str]]:
+    """Per dataset with a clean evaluation set and ok runs, the posterior group the downstream
+    stage reads (``learner``, else :data:`DOWNSTREAM_LEARNER`, else the dataset's first learner
+    with ok runs, ``truth`` last); and notes on the datasets left out."""
+    groups: dict[str, str] = {}
+    notes: list[str] = []
+    ok = runs[runs["status"] == "ok"]
+    for dataset in sorted(set(runs["dataset"])):
+        task = tasks.get(dataset)
+        if task is None or task.load_eval is None:
+            notes.append(f"{dataset}: no clean evaluation set")
+            continue
+        have = list(dict.fromkeys(ok.loc[ok["dataset"] == dataset, "learner"]))
+        if learner is not None:
+            if learner not in have:
+                notes.append(f"{dataset}: no ok runs of learner {learner}")
+                continue
+            groups[dataset] = learner
+        elif DOWNSTREAM_LEARNER in have:
+            groups[dataset] = DOWNSTREAM_LEARNER
+        elif have:
+            groups[dataset] = sorted(have, key=lambda name: (name == "truth", name))[0]
+        else:
+            notes.append(f"{dataset}: no ok runs")
+    return groups, notes

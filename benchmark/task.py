@@ -35,6 +35,10 @@ class CleaningTask:
         load_images: returns the (N, H, W, ch) uint8 inputs in sample order; only learners
             call it, so simulations from supplied posteriors never touch the images.
         sample_ids: (N,) identifiers of the samples in the source dataset (for reports).
+        load_eval: returns a clean evaluation set apart from the N samples, (M, H, W, ch) uint8
+            images and their (M,) int64 labels, on which models trained on cleaned labels are
+            tested (the downstream results); None when the dataset has none. ``info["eval_set"]``
+            then names it (with the copy read), for cache keys and tables.
         info: free-form facts about the task (noise rate, source files, ...). Read by the
             engine: ``image_source`` and ``image_source_default``, which copy of the images
             a learner would read and the dataset's default copy (part of the learner cache's
@@ -48,6 +52,7 @@ class CleaningTask:
     budget_multiplier: float = 4.0
     load_images: Callable[[], np.ndarray] | None = None
     sample_ids: np.ndarray | None = None
+    load_eval: Callable[[], tuple[np.ndarray, np.ndarray]] | None = None
     info: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

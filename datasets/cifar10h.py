@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.cache import IMAGE_SOURCE, IMAGE_SOURCE_DEFAULT
+from benchmark.cache import EVAL_SET, EVAL_SOURCE, EVAL_SOURCE_DEFAULT, IMAGE_SOURCE, IMAGE_SOURCE_DEFAULT
 from benchmark.dataroot import DataNotFoundError, find_data_file, user_cache_dir
 from benchmark.plugins import Dataset, Param
 from benchmark.task import CleaningTask, normalised_entropy
@@ -55,6 +55,9 @@ class CIFAR10H(Dataset):
             "source": "CIFAR-10H (Peterson et al. 2019), CIFAR-10 test set",
             IMAGE_SOURCE: image_source(data_root),
             IMAGE_SOURCE_DEFAULT: DEFAULT_IMAGE_SOURCE,
+            EVAL_SET: "CIFAR-10 training set (50,000 images, official labels)",
+            EVAL_SOURCE: eval_set_source(data_root),
+            EVAL_SOURCE_DEFAULT: DEFAULT_IMAGE_SOURCE,
         }
 
         def load_images() -> np.ndarray:
@@ -71,6 +74,7 @@ class CIFAR10H(Dataset):
             budget_multiplier=4.0,
             load_images=load_images,
             sample_ids=indices,
+            load_eval=lambda: load_train_set(data_root),
             info=info,
         )
 
@@ -186,29 +190,145 @@ def load_test_images(data_root: Path | None) -> np.ndarray:
 
 #: The MD5 of the official CIFAR-10 ``test_batch`` (published with it, and checked by torchvision).
 TEST_BATCH_MD5 = "40351d587109b95175f43aff81a1287e"
+#: The MD5s of the official training batches, ``data_batch_1`` to ``data_batch_5``.
+TRAIN_BATCH_MD5 = (
+    "c99cafc152244af753f735de768cd75f",
+    "d4bba439e000b95fd0a9bffe97cbabec",
+    "54ebc095f3ab1f0389bbae665268c751",
+    "634d18415352ddfa80567beed471001a",
+    "482c414d41f54cd18b22e5b47cb7c3cb",
+)
 
 
 def _official_test_batch(path: Path) -> bytes:
-    """The bytes of the pickled ``test_batch`` at ``path``, once their MD5 is the official one.
+    """The bytes of the pickled ``test_batch`` at ``path``, once their MD5 is the official one."""
+    return _official_batch(path, TEST_BATCH_MD5, HOW_TO_GET_IMAGES)
+
+
+def _official_batch(path: Path, md5: str, how_to_get: str) -> bytes:
+    """The bytes of the pickled CIFAR-10 batch at ``path``, once their MD5 is ``md5``.
 
     A pickle can run any code when it is loaded, so nothing but the published file is
     unpickled; the bytes checked are the bytes later unpickled.
 
     Raises:
-        ValueError: the file's MD5 differs; the message names the file, its MD5 and the one
-            expected.
+        ValueError: the file cannot be read or its MD5 differs; the message names the file,
+            its MD5 and the one expected.
     """
     try:
         content = path.read_bytes()
     except OSError as exc:
-        raise ValueError(f"{path}: cannot read CIFAR-10 test images ({exc}). {HOW_TO_GET_IMAGES}") from exc
+        raise ValueError(f"{path}: cannot read CIFAR-10 images ({exc}). {how_to_get}") from exc
     digest = hashlib.md5(content, usedforsecurity=False).hexdigest()
-    if digest != TEST_BATCH_MD5:
+    if digest != md5:
         raise ValueError(
-            f"{path}: not the official CIFAR-10 test_batch (MD5 {digest}, expected {TEST_BATCH_MD5}); "
-            f"refusing to unpickle it, since a pickle can run code. {HOW_TO_GET_IMAGES}"
+            f"{path}: not the official CIFAR-10 {path.name} (MD5 {digest}, expected {md5}); "
+            f"refusing to unpickle it, since a pickle can run code. {how_to_get}"
         )
     return content
+
+
+# --------------------------------------------------------------------------- clean evaluation set
+
+#: Images in the CIFAR-10 training set: the clean evaluation set of the downstream results.
+TRAIN_TOTAL = 50_000
+HOW_TO_GET_TRAIN = (
+    "Get the CIFAR-10 training images with torchvision when online\n"
+    "  (python -c \"import torchvision; torchvision.datasets.CIFAR10('<root>', train=True, "
+    'download=True)"),\n  which writes <root>/cifar-10-batches-py/data_batch_1 ... data_batch_5, '
+    "or from https://www.cs.toronto.edu/~kriz/cifar.html."
+)
+#: Where the training set is looked for under each data root, in order, and which copy each is.
+TRAIN_FILES = (
+    ("cifar-10-batches-py/data_batch_1", "torchvision"),
+    ("cifar10/cifar-10-batches-py/data_batch_1", "torchvision"),
+    ("cifar10/cifar10_train_jpeg_packed.npz", "jpeg"),
+)
+
+
+def eval_set_source(data_root: Path | None) -> str | None:
+    """Which copy of the CIFAR-10 training set :func:`load_train_set` would read
+    (``"torchvision"`` or ``"jpeg"``), or None when neither is under a data root."""
+    try:
+        path = _find_train_set(data_root)
+    except DataNotFoundError:
+        return None
+    return next(source for rel, source in TRAIN_FILES if path.as_posix().endswith(rel))
+
+
+def _find_train_set(data_root: Path | None) -> Path:
+    return find_data_file(
+        [rel for rel, _ in TRAIN_FILES],
+        data_root=data_root,
+        what="CIFAR-10 training images (the clean evaluation set)",
+        how_to_get=HOW_TO_GET_TRAIN,
+    )
+
+
+def load_train_set(data_root: Path | None) -> tuple[np.ndarray, np.ndarray]:
+    """The 50,000 CIFAR-10 training images (50000, 32, 32, 3) uint8 RGB and their official
+    labels (50000,) int64, in official order: the clean evaluation set of the downstream
+    results (the set the paper's code validated on).
+
+    Reads torchvision's ``cifar-10-batches-py/data_batch_1..5`` (each unpickled only once its
+    MD5 is the official one), else ``cifar10/cifar10_train_jpeg_packed.npz`` (the original
+    JPEG files of a JPEG-derived copy, decoded here); no download is tried.
+
+    Raises:
+        DataNotFoundError: neither copy is under a data root (the message says where it looked
+            and how to get them).
+        ValueError: a file is not what it should be; the message names it.
+    """
+    path = _find_train_set(data_root)
+    try:
+        if path.suffix == ".npz":
+            images, labels = _decode_packed_jpeg(path)
+        else:
+            parts = [
+                pickle.loads(
+                    _official_batch(path.with_name(f"data_batch_{k + 1}"), md5, HOW_TO_GET_TRAIN),
+                    encoding="bytes",
+                )
+                for k, md5 in enumerate(TRAIN_BATCH_MD5)
+            ]
+            images = np.concatenate(
+                [np.asarray(b[b"data"]).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1) for b in parts]
+            )
+            labels = np.concatenate([np.asarray(b[b"labels"]) for b in parts])
+    except ValueError:
+        raise
+    except Exception as exc:
+        raise ValueError(f"{path}: cannot read the CIFAR-10 training images ({exc}). {HOW_TO_GET_TRAIN}") from exc
+    labels = np.asarray(labels, dtype=np.int64)
+    if images.shape != (TRAIN_TOTAL, 32, 32, 3) or images.dtype != np.uint8 or labels.shape != (TRAIN_TOTAL,):
+        raise ValueError(
+            f"{path}: expected (50000, 32, 32, 3) uint8 images and 50000 labels, "
+            f"got {images.shape} {images.dtype} and {labels.shape}"
+        )
+    if labels.min() < 0 or labels.max() >= len(CLASSES):
+        raise ValueError(f"{path}: labels must lie in 0..{len(CLASSES) - 1}")
+    return np.ascontiguousarray(images), labels
+
+
+def _decode_packed_jpeg(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Images and labels of a packed-JPEG file: ``jpeg_bytes`` (concatenated files), ``offsets``
+    (n + 1) and ``labels`` (n), decoded with Pillow to RGB."""
+    import io
+
+    from PIL import Image
+
+    with np.load(path) as z:
+        data = np.asarray(z["jpeg_bytes"])
+        offsets = np.asarray(z["offsets"], dtype=np.int64)
+        labels = np.asarray(z["labels"])
+    if offsets.ndim != 1 or offsets.size != labels.size + 1 or offsets[-1] != data.size:
+        raise ValueError(f"{path}: offsets do not match the packed bytes and labels")
+    buffer = data.tobytes()
+    images = np.empty((labels.size, 32, 32, 3), dtype=np.uint8)
+    for i in range(labels.size):
+        with Image.open(io.BytesIO(buffer[offsets[i] : offsets[i + 1]])) as image:
+            images[i] = np.asarray(image.convert("RGB"))
+    return images, labels
 
 
 def _try_download(missing: DataNotFoundError) -> Path:

@@ -34,6 +34,7 @@ FLOORS: dict[str, int] = {
     "learners": 3,  # every module of benchmark/learners/
     # simulation
     "trajectory": 2,
+    "snapshots": 3,
     "reference": 3,
     "simulator": 4,
     "metrics": 5,
@@ -43,10 +44,12 @@ FLOORS: dict[str, int] = {
     "runner": 8,
     "diagnostics": 3,
     "suite": 8,
+    "downstream": 8,
     # reading results back: aggregation, figures, pages
     "leaderboard": 8,
     "learner_summary": 9,
     "plots": 9,
+    "downstream_report": 9,
     "report": 10,
     # developer tools and the command line
     "perf": 11,  # every module of benchmark/perf/

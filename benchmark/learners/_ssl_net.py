@@ -358,6 +358,31 @@ def encode(learner: SelfSupervised, result: Pretrained, images: np.ndarray) -> n
     return torch.cat(out).numpy().astype(np.float32)
 
 
+def stored_encoder(
+    learner: SelfSupervised,
+    settings: PretrainSettings,
+    in_channels: int,
+    weights: dict[str, np.ndarray],
+    mean: np.ndarray,
+    std: np.ndarray,
+) -> Pretrained:
+    """The encoder of ``settings`` with the stored ``weights`` (see :func:`state_arrays`) and
+    channel statistics, on the learner's device, ready for :func:`encode`."""
+    encoder = build_encoder(settings, in_channels)
+    state = {name: torch.as_tensor(np.asarray(w)) for name, w in weights.items()}
+    current = encoder.state_dict()
+    encoder.load_state_dict({k: v.to(current[k].dtype) for k, v in state.items()})
+    encoder = encoder.to(learner.device).to(memory_format=torch.channels_last)
+    shape = (1, -1, 1, 1)
+    return Pretrained(
+        encoder=encoder,
+        mean=torch.as_tensor(mean, device=learner.device).reshape(shape),
+        std=torch.as_tensor(std, device=learner.device).reshape(shape),
+        losses=[],
+        resumed_from=0,
+    )
+
+
 def state_arrays(module: nn.Module) -> dict[str, np.ndarray]:
     """The module's state dict as float16 NumPy arrays (integer buffers kept as they are)."""
     arrays = {}

@@ -32,7 +32,7 @@ import hashlib
 import json
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -305,6 +305,33 @@ class SelfSupervised(TorchLearner):
             raise BadEncoderError(f"the encoder {key} just stored in {write_dir} cannot be read back")
         self._encoder_info = {**info, "encoder_file": str(found[0])}
         return found[1]
+
+    def encode_with_stored(self, images: np.ndarray, others: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """(n, D) float32 features of each array of ``others`` (n, H, W, ch) uint8 from the
+        encoder stored for ``images`` (read, else pretrained, as :meth:`features` does), all
+        through its stored weights, so that features of new images and of ``images`` agree.
+        Needs PyTorch, and an encoder stored with its weights (a CPU-scale one)."""
+        self.features(images)
+        assert self._encoder_info is not None  # set by features()
+        path = Path(self._encoder_info["encoder_file"])
+        with np.load(path) as stored:
+            weights = {
+                k[len("weights/") :]: np.asarray(stored[k]) for k in stored.files if k.startswith("weights/")
+            }
+            mean = np.asarray(stored["channel_mean"], dtype=np.float32)
+            std = np.asarray(stored["channel_std"], dtype=np.float32)
+        if not weights:
+            raise BadEncoderError(
+                f"{path}: the encoder's weights are not stored, so new images cannot be encoded"
+            )
+        self.require_torch()
+        with TorchLearner.session(self):
+            from benchmark.learners import _ssl_net
+
+            result = _ssl_net.stored_encoder(
+                self, self.pretrain_settings(), images.shape[-1], weights, mean, std
+            )
+            return [_ssl_net.encode(self, result, np.asarray(x)) for x in others]
 
     def _pretrain(
         self, images: np.ndarray, settings: PretrainSettings, inputs: dict[str, Any], key: str, folder: Path
