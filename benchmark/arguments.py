@@ -98,6 +98,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="the posterior group whose runs clean the labels (default: the suite's headline learner, "
         "else each dataset's first learner with ok runs)",
     )
+    down.add_argument(
+        "--model",
+        choices=("ssl-head", "ssl-15nn"),
+        default="ssl-head",
+        help="the model re-trained on the cleaned labels: the paper's linear head on the frozen "
+        "self-supervised encoder (default) or 15 nearest neighbours in its feature space",
+    )
     down.add_argument("--data-root", type=Path, default=None, help="folder with the data files")
     _jobs(down, "the fits")
     down.add_argument("--no-progress", action="store_true", help="no progress bars")

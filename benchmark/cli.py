@@ -217,9 +217,10 @@ def _downstream(
     learner: str | None,
     jobs: int,
     progress: bool,
+    model: str = "ssl-head",
 ) -> list[str]:
     """Runs the downstream stage on ``out``'s runs and writes its tables; returns summary lines."""
-    from benchmark.downstream import run_downstream
+    from benchmark.downstream import RETRAIN_MODELS, run_downstream
     from benchmark.downstream_report import write_downstream
     from benchmark.suite import downstream_groups
 
@@ -227,7 +228,9 @@ def _downstream(
     groups, notes = downstream_groups(runs, tasks, learner)
     if not groups:
         return [f"downstream: nothing to do ({'; '.join(notes) or 'no ok runs'})"]
-    result = run_downstream(out, runs, tasks, groups, progress=progress, jobs=jobs)
+    result = run_downstream(
+        out, runs, tasks, groups, model=RETRAIN_MODELS[model], progress=progress, jobs=jobs
+    )
     result.notes[:0] = notes
     written = write_downstream(out, result)
     fits = int(result.training["test_accuracy"].notna().sum()) + int(
@@ -255,7 +258,7 @@ def cmd_downstream(args: argparse.Namespace) -> int:
             print(f"  {spec}: cannot load ({type(exc).__name__}: {exc})")
     jobs = available_cores() if args.jobs == -1 else args.jobs
     with locked(args.dir):
-        lines = _downstream(args.dir, runs, tasks, args.learner, jobs, not args.no_progress)
+        lines = _downstream(args.dir, runs, tasks, args.learner, jobs, not args.no_progress, args.model)
         write_report(args.dir, runs, curves)
     for line in lines:
         print(line)

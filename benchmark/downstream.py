@@ -109,6 +109,11 @@ class Model:
 #: The model re-trained on the labels at each budget fraction: the paper's linear head (dropout
 #: 0.2, SGD lr 0.01, weight decay 1e-3, 120 epochs) on the frozen self-supervised encoder.
 RETRAIN = Model("ssl linear head")
+#: The models ``alcbench downstream --model`` can re-train, by name.
+RETRAIN_MODELS = {
+    "ssl-head": RETRAIN,
+    "ssl-15nn": Model("ssl 15-NN", kind="knn", k=15),
+}
 
 #: The candidates of the model-selection study: what people choose between when they tune a
 #: model on frozen features (training length, learning rate, weight decay, dropout) and a second
@@ -412,12 +417,14 @@ def run_downstream(
     *,
     model: Model = RETRAIN,
     candidates: Sequence[Model] = CANDIDATES,
-    read_dirs: Iterable[Path] = (SHIPPED_FITS,),
+    read_dirs: Iterable[Path] | None = None,
     progress: bool = True,
     jobs: int = 1,
 ) -> DownstreamResult:
-    """The downstream tables of the ``ok`` runs of ``groups`` (dataset spec -> learner spec)."""
-    cache = FitCache(Path(out_dir) / DOWNSTREAM / "fits", [Path(p) for p in read_dirs])
+    """The downstream tables of the ``ok`` runs of ``groups`` (dataset spec -> learner spec);
+    fits are read from ``OUT/downstream/fits`` and ``read_dirs`` (default: the shipped fits)."""
+    reads = [SHIPPED_FITS] if read_dirs is None else [Path(p) for p in read_dirs]
+    cache = FitCache(Path(out_dir) / DOWNSTREAM / "fits", reads)
     feature_dirs = [Path(out_dir) / DOWNSTREAM]
     notes: list[str] = []
     runs = runs[(runs["status"] == "ok") & runs["dataset"].isin(list(groups))]

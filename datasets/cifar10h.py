@@ -272,14 +272,18 @@ def load_train_set(data_root: Path | None) -> tuple[np.ndarray, np.ndarray]:
 
     Reads torchvision's ``cifar-10-batches-py/data_batch_1..5`` (each unpickled only once its
     MD5 is the official one), else ``cifar10/cifar10_train_jpeg_packed.npz`` (the original
-    JPEG files of a JPEG-derived copy, decoded here); no download is tried.
+    JPEG files of a JPEG-derived copy, decoded here); when neither is there, tries torchvision's
+    download into the user cache.
 
     Raises:
-        DataNotFoundError: neither copy is under a data root (the message says where it looked
-            and how to get them).
+        DataNotFoundError: neither copy is under a data root and the download failed (the
+            message says where it looked and how to get them).
         ValueError: a file is not what it should be; the message names it.
     """
-    path = _find_train_set(data_root)
+    try:
+        path = _find_train_set(data_root)
+    except DataNotFoundError as missing:
+        path = _try_download(missing, train=True)
     try:
         if path.suffix == ".npz":
             images, labels = _decode_packed_jpeg(path)
@@ -331,12 +335,14 @@ def _decode_packed_jpeg(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
-def _try_download(missing: DataNotFoundError) -> Path:
+def _try_download(missing: DataNotFoundError, *, train: bool = False) -> Path:
+    """torchvision's download of the test (or training) set into the user cache; the path of
+    ``test_batch`` (or ``data_batch_1``), or DataNotFoundError with both reasons."""
     root = user_cache_dir() / "data"
     try:
         import torchvision
 
-        torchvision.datasets.CIFAR10(str(root), train=False, download=True)
+        torchvision.datasets.CIFAR10(str(root), train=train, download=True)
     except Exception as exc:
         raise DataNotFoundError(f"{missing}\n(torchvision's download failed too: {exc})") from exc
-    return root / "cifar-10-batches-py" / "test_batch"
+    return root / "cifar-10-batches-py" / ("data_batch_1" if train else "test_batch")

@@ -363,3 +363,64 @@ def test_training_batch_that_is_not_the_official_file_is_refused(tmp_path, monke
         assert task.load_eval is not None
         task.load_eval()
     assert str(fake) in str(err.value)
+
+
+def test_missing_evaluation_set_offline_says_where_it_looked_and_that_the_download_failed(
+    tmp_path, monkeypatch
+):
+    import sys
+    import types
+
+    from benchmark.dataroot import DataNotFoundError
+
+    root, cache = tmp_path / "root", tmp_path / "xdg-cache"
+    root.mkdir()
+    monkeypatch.delenv("ALCBENCH_DATA", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    calls = []
+
+    def offline_download(*args, **kwargs):
+        calls.append(kwargs)
+        raise OSError("network unreachable")
+
+    fake = types.ModuleType("torchvision")
+    fake.datasets = types.SimpleNamespace(CIFAR10=offline_download)  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "torchvision", fake)
+    task = registry.create("dataset", "cifar10h").load(root)
+    assert task.load_eval is not None
+    with pytest.raises(DataNotFoundError) as err:
+        task.load_eval()
+    message = str(err.value)
+    assert str(root / "cifar-10-batches-py" / "data_batch_1") in message
+    assert str(root / "cifar10" / "cifar10_train_jpeg_packed.npz") in message
+    assert "network unreachable" in message and "train=True" in message
+    assert calls and calls[0]["train"] is True
+
+
+def test_model_choices_of_the_command_line_are_the_known_models():
+    from benchmark.arguments import build_parser
+    from benchmark.downstream import RETRAIN_MODELS
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    down = sub.choices["downstream"]  # type: ignore[attr-defined]
+    model = next(a for a in down._actions if a.dest == "model")
+    assert set(model.choices) == set(RETRAIN_MODELS)
+
+
+def test_downstream_command_without_images_reports_what_it_could_not_do(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("ALCBENCH_DATA", str(tmp_path / "no-data"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr("benchmark.downstream.SHIPPED_FITS", tmp_path / "none")
+    task = registry.create("dataset", "cifar10h[n=300]").load()
+    probs = tmp_path / "probs.npy"
+    np.save(probs, (0.5 * task.true_dist + 0.05).astype(np.float32))
+    out = tmp_path / "out"
+    run = ["run", "--dataset", "cifar10h[n=300]", "--posteriors", str(probs), "--strategy", "loss"]
+    assert main([*run, "--seeds", "0", "--out", str(out), "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["downstream", str(out), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "not done" in printed and "cannot be made here" in printed
+    page = (out / "leaderboard.md").read_text()
+    assert "## What cleaning buys downstream" in page and "Not done:" in page
