@@ -370,7 +370,7 @@ def _plot_training(path: Path, dataset: str, t: pd.DataFrame) -> Path:
     body = t[t["fraction"].notna()]
     strategies = _ordered_strategies(body["strategy"])
     style = styles(strategies)
-    fig, axes = plt.subplots(1, 2, figsize=(13.0, 5.0))
+    fig, axes = plt.subplots(1, 2, figsize=(15.0, 5.2))
     refs = t[t["fraction"].isna()].set_index("strategy")["test_accuracy"].astype(float)
     panels = (
         ("test_accuracy", "clean-set accuracy (%)"),
@@ -395,8 +395,10 @@ def _plot_training(path: Path, dataset: str, t: pd.DataFrame) -> Path:
         fontsize="medium",
     )
     handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, fontsize="small", loc="center left", bbox_to_anchor=(0.8, 0.5), frameon=False)
-    fig.tight_layout(rect=(0, 0, 0.8, 0.95))
+    fig.legend(
+        handles, labels, fontsize="small", loc="center left", bbox_to_anchor=(0.755, 0.5), frameon=False
+    )
+    fig.tight_layout(rect=(0, 0, 0.75, 0.95))
     return _save(fig, path)
 
 
