@@ -18,10 +18,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from benchmark.atomic import atomic_path, write_bytes
+from benchmark.atomic import write_bytes
 from benchmark.downstream import DOWNSTREAM, NOISY, TRUE, VALIDATION_SHARE, DownstreamResult
 from benchmark.leaderboard import mean_ci95
-from benchmark.plots import format_pm, markdown_table, styles
+from benchmark.plots import format_pm, markdown_table, save_figure, styles, vector_paths
 
 #: Tables of this stage, relative to a results folder.
 TRAINING_CSV = f"{DOWNSTREAM}/training.csv"
@@ -322,7 +322,7 @@ def render(out_dir: Path) -> tuple[list[Section], list[str], list[Path]]:
     write_bytes(
         path, ("# What cleaning buys downstream\n\n" + markdown(secs, notes, level=2, prefix="../")).encode()
     )
-    return secs, notes, [path, *written]
+    return secs, notes, [path, *(f for png in written for f in (png, *vector_paths(png)))]
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
@@ -427,10 +427,11 @@ def _plot_selection(path: Path, dataset: str, s: pd.DataFrame) -> Path:
 
 
 def _save(fig: Any, path: Path) -> Path:
+    """The figure as PNG, SVG and PDF (see :func:`benchmark.plots.save_figure`), then closed."""
     import matplotlib.pyplot as plt
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png", metadata={"Software": None})
-    plt.close(fig)
-    return path
+    try:
+        return save_figure(fig, path)
+    finally:
+        plt.close(fig)

@@ -334,6 +334,7 @@ def write_report(out_dir: Path, runs: pd.DataFrame, curves: pd.DataFrame) -> lis
                 )
             )
 
+    figures = [f for png in figures for f in (png, *plots.vector_paths(png))]
     summary = learner_summary(runs, board)
     with matplotlib.style.context("default"):
         down_sections, down_notes, down_files = downstream_report.render(out_dir)

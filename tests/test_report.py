@@ -24,7 +24,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from benchmark import leaderboard, report, results
+from benchmark import leaderboard, plots, report, results
 
 T_975_DF2 = 4.302652729749464  # Student t, 97.5 % quantile, 2 degrees of freedom
 DATASET = "toy[noise=0.2]"
@@ -334,3 +334,45 @@ def test_load_tables_reads_parquet_and_names_a_missing_file(tmp_path: Path) -> N
     curves.to_parquet(tmp_path / "curves.parquet")
     got_runs, got_curves = results.load_tables(tmp_path)
     assert len(got_runs) == len(runs) and len(got_curves) == len(curves)
+
+
+# --- figure styles ----------------------------------------------------------------------
+
+
+def test_adding_a_strategy_keeps_every_other_strategy_s_colour() -> None:
+    before = plots.styles(["random", "oracle", "loss", "eq2[hinge=0.3]", "bald", "my_strategy"])
+    after = plots.styles(
+        ["random", "oracle", "loss", "eq2[hinge=0.3]", "bald", "my_strategy", "another[k=2]", "aaa"]
+    )
+    for name, style in before.items():
+        assert after[name] == style, name
+    # the baselines keep their neutral styles; built-in strategies their own distinct colours
+    assert before["random"].color == "black" and before["oracle"].color == "0.45"
+    builtin = [plots.strategy_style(s).color for s in plots.KNOWN_COLOURS]
+    assert len(set(builtin)) == len(builtin)
+    assert not set(builtin) & set(plots.PALETTE)
+    # an active run is drawn dotted in its static twin's colour
+    active = plots.strategy_style("loss (active, re-fit every 1000)")
+    assert active.color == before["loss"].color and active.linestyle == ":"
+
+
+def test_many_strategies_emphasise_the_best_few_and_the_baselines() -> None:
+    order = ["oracle", "a", "b", "c", "d", "e", "f", "g", "random"]
+    assert plots.emphasis(order) == {"oracle", "a", "b", "c", "random"}
+    assert plots.emphasis(order[:5]) == set(order[:5])
+
+
+def test_identical_curves_are_named_in_the_legend() -> None:
+    flat = (np.ones(5), np.zeros(5))
+    series = {"loss": flat, "cleanlab": flat, "other": (np.arange(5.0), np.zeros(5))}
+    assert plots.same_curves(series, ["cleanlab", "loss", "other"]) == {"loss": "cleanlab"}
+
+
+def test_every_figure_has_svg_and_pdf_beside_it(written: tuple[Path, list[Path]]) -> None:
+    out, paths = written
+    for png in (p for p in paths if p.suffix == ".png"):
+        for vector in plots.vector_paths(png):
+            assert vector in paths and vector.stat().st_size > 0
+    svg = (out / "plots" / "auc_overview.svg").read_text(encoding="utf-8")
+    assert svg.lstrip().startswith("<?xml") and "<svg" in svg
+    assert (out / "plots" / "auc_overview.pdf").read_bytes().startswith(b"%PDF")
