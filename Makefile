@@ -17,7 +17,7 @@ FIT_ARGS ?= --dataset cifar10h
 # A benchmark that fits learners (--refit, --active-every B) needs the learners extra.
 BENCH_INSTALL := $(if $(filter --refit --active-every --active-every=%,$(BENCH_ARGS)),$(DEV_STAMP),$(STAMP))
 
-.PHONY: venv venv-dev benchmark test test-all lint type perf report fit posteriors clean
+.PHONY: venv venv-dev benchmark screenshots test test-all lint type perf report fit posteriors clean
 
 venv: $(STAMP)
 
@@ -36,6 +36,11 @@ $(DEV_STAMP): $(STAMP)
 
 benchmark: $(BENCH_INSTALL)
 	$(BIN)/alcbench suite --out $(OUT) --jobs $(JOBS) $(BENCH_ARGS)
+	$(BIN)/alcbench publish $(OUT) --site $(OUT)/site
+
+# Screenshots of the published site at desktop and phone widths (headless Chromium).
+screenshots: venv-dev
+	ALCBENCH_SITE=$(OUT)/site $(BIN)/python -m pytest -q tests/test_site.py -k screenshots
 
 test: venv-dev
 	$(BIN)/python -m pytest -q -m "not slow"

@@ -128,6 +128,13 @@ def build_parser() -> argparse.ArgumentParser:
         "learner gives stochastic samples, else N x C), for `run --posteriors`",
     )
 
+    pub = sub.add_parser(
+        "publish",
+        help="write a self-contained static site of a results folder (no network needed to view it)",
+    )
+    pub.add_argument("dir", type=Path, help="results folder holding runs.parquet and curves.parquet")
+    pub.add_argument("--site", type=Path, default=None, help="site folder written (default: DIR/site)")
+
     rep = sub.add_parser("report", help="rebuild leaderboard tables and plots from a results folder")
     rep.add_argument("dir", type=Path, help="results folder holding runs.parquet and curves.parquet")
     return p

@@ -346,6 +346,19 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_publish(args: argparse.Namespace) -> int:
+    from benchmark.results import locked
+    from benchmark.site import publish
+
+    site = args.site if args.site is not None else args.dir / "site"
+    with locked(args.dir):
+        written = publish(args.dir, site)
+    pages = sorted(p.name for p in written if p.suffix == ".html")
+    others = len(written) - len(pages)
+    print(f"{len(pages)} pages and {others} other files in {site}; open {site / 'index.html'}")
+    return 0
+
+
 COMMANDS = {
     "list": cmd_list,
     "run": cmd_run,
@@ -353,6 +366,7 @@ COMMANDS = {
     "fit": cmd_fit,
     "report": cmd_report,
     "downstream": cmd_downstream,
+    "publish": cmd_publish,
 }
 
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from benchmark.leaderboard import is_finite
+from benchmark.leaderboard import group_key, is_finite
 
 #: The selectors the summary shows, by spec: the paper's Eq. 2 (the reference code's hinge),
 #: plain loss, and BALD.
@@ -52,6 +52,8 @@ def learner_summary(
             active = [r for s, r in by_label.items() if s.startswith(selector + ACTIVE)]
             row[f"{selector}_active_auc"] = active[0]["auc_mean"] if active else np.nan
         rows.append(row)
+    # numeric parameter order: temperature=2 before temperature=10
+    rows.sort(key=lambda r: group_key((str(r["dataset"]), str(r["learner"]))))
     return pd.DataFrame(rows)
 
 

@@ -233,6 +233,7 @@ def _finish_axes(ax: Axes, gc: GroupCurves, ylabel: str) -> None:
     budget = float(gc.budget)
     ax.set_xlabel("share of the budget spent (%)")
     ax.axvline(100.0, color="0.55", linestyle=":", linewidth=1.2, zorder=1)
+
     def to_annotations(share: Any) -> Any:
         return np.asarray(share, dtype=np.float64) * budget / 100.0
 

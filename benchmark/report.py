@@ -134,7 +134,7 @@ def _failure_lines(bad: pd.DataFrame, group_runs: pd.DataFrame) -> list[str]:
     """One line per reason: the cells it concerns (all of the group's, or the strategies and
     seeds), its status and the first line of the message."""
     lines = []
-    bad = bad.assign(line=bad["error"].map(_error_line))
+    bad = bad.assign(line=bad["error"].map(first_line))
     for (status, line), g in bad.groupby(["status", "line"], sort=True):
         if len(g) == len(group_runs) > 1:
             who = f"all {len(g)} cells"
@@ -147,7 +147,7 @@ def _failure_lines(bad: pd.DataFrame, group_runs: pd.DataFrame) -> list[str]:
     return lines
 
 
-def _error_line(error: object) -> str:
+def first_line(error: object) -> str:
     """First line of an error message, shortened; tracebacks stay in the runs table."""
     text = "" if error is None or (isinstance(error, float) and math.isnan(error)) else str(error)
     lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
@@ -155,7 +155,7 @@ def _error_line(error: object) -> str:
     return first if len(first) <= 300 else first[:297] + "..."
 
 
-_PREAMBLE = (
+PREAMBLE = (
     "AUC: area under label accuracy against expert annotations on 0..budget, divided by "
     "budget × 100 (1 = perfect). Efficiency: annotations Random needs to first reach its own "
     "final accuracy ÷ annotations the strategy needs to reach it (Random = 1×, higher is "
@@ -167,7 +167,7 @@ _PREAMBLE = (
 )
 
 
-_LEARNERS_PREAMBLE = (
+LEARNERS_PREAMBLE = (
     "Per learner: accuracy of its posteriors against the true (plurality) labels and seconds per "
     "fit, averaged over seeds; each selector's AUC ± 95 % half-width over seeds, its efficiency "
     "against Random in brackets, and the AUC of its active run (re-fitting the learner as the "
@@ -176,7 +176,7 @@ _LEARNERS_PREAMBLE = (
 
 
 @dataclass(frozen=True)
-class _Section:
+class Section:
     dataset: str
     learner: str
     title: str
@@ -185,7 +185,7 @@ class _Section:
     failures: list[str]
 
 
-def _sections(runs: pd.DataFrame, board: pd.DataFrame) -> list[_Section]:
+def sections(runs: pd.DataFrame, board: pd.DataFrame) -> list[Section]:
     """One section per group seen in ``runs``, including groups none of whose runs succeeded."""
     groups = sorted(
         {(str(d), str(learner)) for d, learner in runs[GROUP].itertuples(index=False)}, key=group_key
@@ -203,7 +203,7 @@ def _sections(runs: pd.DataFrame, board: pd.DataFrame) -> list[_Section]:
         bad = failures[(failures["dataset"] == dataset) & (failures["learner"] == learner)]
         listed = _failure_lines(bad, runs[(runs["dataset"] == dataset) & (runs["learner"] == learner)])
         sections.append(
-            _Section(
+            Section(
                 dataset=dataset,
                 learner=learner,
                 title=group_title(dataset, learner, info[(dataset, learner)]),
@@ -215,8 +215,8 @@ def _sections(runs: pd.DataFrame, board: pd.DataFrame) -> list[_Section]:
     return sections
 
 
-def _markdown(sections: list[_Section], has_plots: set[str]) -> str:
-    parts = ["# Leaderboard", "", _PREAMBLE, ""]
+def _markdown(sections: list[Section], has_plots: set[str]) -> str:
+    parts = ["# Leaderboard", "", PREAMBLE, ""]
     for s in sections:
         parts += [f"## {s.title}", ""]
         if len(s.table):
@@ -247,7 +247,7 @@ p.note { max-width: 60em; color: #555; }
 """
 
 
-def _html(sections: list[_Section], has_plots: set[str]) -> str:
+def _html(sections: list[Section], has_plots: set[str]) -> str:
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en">',
@@ -255,7 +255,7 @@ def _html(sections: list[_Section], has_plots: set[str]) -> str:
         f"<style>{_CSS}</style></head>",
         "<body>",
         "<h1>Leaderboard</h1>",
-        f'<p class="note">{html.escape(_PREAMBLE)}</p>',
+        f'<p class="note">{html.escape(PREAMBLE)}</p>',
     ]
     for s in sections:
         parts.append(f"<h2>{html.escape(s.title)}</h2>")
@@ -277,7 +277,7 @@ def _html(sections: list[_Section], has_plots: set[str]) -> str:
     return "\n".join(parts)
 
 
-def _rows(board: pd.DataFrame, section: _Section) -> pd.DataFrame:
+def _rows(board: pd.DataFrame, section: Section) -> pd.DataFrame:
     """The leaderboard rows of one section's group."""
     return board[(board["dataset"] == section.dataset) & (board["learner"] == section.learner)]
 
@@ -299,7 +299,7 @@ def write_report(out_dir: Path, runs: pd.DataFrame, curves: pd.DataFrame) -> lis
     folder = out_dir / "plots"
     folder.mkdir(parents=True, exist_ok=True)
     board = leaderboard(runs, curves)
-    sections = _sections(runs, board)
+    groups = sections(runs, board)
     bands = curve_bands(runs, curves, board)
     styles = plots.styles(board["strategy"].astype(str))
 
@@ -312,7 +312,7 @@ def write_report(out_dir: Path, runs: pd.DataFrame, curves: pd.DataFrame) -> lis
     with_plots: set[str] = set()
     # The default style, not the user's matplotlibrc: same input, same PNG.
     with matplotlib.style.context("default"):
-        for s in sections:
+        for s in groups:
             rows = _rows(board, s)
             if not len(rows):
                 continue
@@ -327,7 +327,7 @@ def write_report(out_dir: Path, runs: pd.DataFrame, curves: pd.DataFrame) -> lis
             )
             with_plots.add(s.file_name)
         if len(board):
-            panels = [(s.title, _rows(board, s)) for s in sections]
+            panels = [(s.title, _rows(board, s)) for s in groups]
             figures.append(
                 plots.plot_overview(
                     folder / "auc_overview.png", [(t, r) for t, r in panels if len(r)], styles
@@ -339,8 +339,8 @@ def write_report(out_dir: Path, runs: pd.DataFrame, curves: pd.DataFrame) -> lis
     with matplotlib.style.context("default"):
         down_sections, down_notes, down_files = downstream_report.render(out_dir)
     figures += down_files
-    md = _markdown(sections, with_plots)
-    page = _html(sections, with_plots)
+    md = _markdown(groups, with_plots)
+    page = _html(groups, with_plots)
     if down_sections or down_notes:
         md += "\n## What cleaning buys downstream\n\n" + downstream_report.markdown(down_sections, down_notes)
         fragment = "<h2>What cleaning buys downstream</h2>\n" + downstream_report.html_fragment(
@@ -351,7 +351,7 @@ def write_report(out_dir: Path, runs: pd.DataFrame, curves: pd.DataFrame) -> lis
     if len(summary):
         pages += [
             ("learners.csv", summary.to_csv(index=False, lineterminator="\n")),
-            ("learners.md", "# Learners\n\n" + _LEARNERS_PREAMBLE + "\n\n" + summary_markdown(summary)),
+            ("learners.md", "# Learners\n\n" + LEARNERS_PREAMBLE + "\n\n" + summary_markdown(summary)),
         ]
     for name, text in pages:
         path = out_dir / name

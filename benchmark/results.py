@@ -106,6 +106,11 @@ def _code_versions() -> dict[str, str]:
     }
 
 
+def commit_date() -> str:
+    """The date (YYYY-MM-DD) of the checked-out commit, or "unknown"."""
+    return _git("log", "-1", "--format=%cs") or "unknown"
+
+
 def _installed_version(distribution: str) -> str:
     """The installed version of a package, read from its metadata without importing it ("" when
     it is not installed: torch is an optional extra)."""

@@ -51,6 +51,7 @@ FLOORS: dict[str, int] = {
     "plots": 9,
     "downstream_report": 9,
     "report": 10,
+    "site": 11,
     # developer tools and the command line
     "perf": 11,  # every module of benchmark/perf/
     "arguments": 11,
