@@ -11,6 +11,7 @@ ranking under each strategy's labels against the budget spent).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -160,7 +161,7 @@ def markdown(secs: list[Section], notes: list[str], *, level: int = 3, prefix: s
     return "\n".join(lines)
 
 
-def html_fragment(secs: list[Section], notes: list[str]) -> str:
+def html_fragment(secs: Sequence[Section], notes: list[str]) -> str:
     """The sections as HTML (for the leaderboard page)."""
     import html
 

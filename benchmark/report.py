@@ -217,12 +217,8 @@ def sections(runs: pd.DataFrame, board: pd.DataFrame) -> list[Section]:
 
 def _markdown(sections: list[Section], has_plots: set[str]) -> str:
     parts = ["# Leaderboard", "", PREAMBLE, ""]
-    for s in sections:
-        parts += [f"## {s.title}", ""]
-        if len(s.table):
-            parts += [markdown_table(s.table), ""]
-        else:
-            parts += ["No successful runs.", ""]
+    for s in (s for s in sections if len(s.table)):
+        parts += [f"## {s.title}", "", markdown_table(s.table), ""]
         if s.file_name in has_plots:
             parts += [
                 f"![label accuracy against annotations](plots/{s.file_name}.png)",
@@ -234,6 +230,13 @@ def _markdown(sections: list[Section], has_plots: set[str]) -> str:
             parts += ["Failed or skipped cells:", ""]
             parts += [f"- {f}" for f in s.failures]
             parts += [""]
+    empty = [s for s in sections if not len(s.table)]
+    if empty:
+        parts += ["## Not run, and why", ""]
+        for s in empty:
+            parts += [f"- {s.title}: no successful runs"]
+            parts += [f"  - {f}" for f in s.failures]
+        parts += [""]
     return "\n".join(parts)
 
 
@@ -257,12 +260,9 @@ def _html(sections: list[Section], has_plots: set[str]) -> str:
         "<h1>Leaderboard</h1>",
         f'<p class="note">{html.escape(PREAMBLE)}</p>',
     ]
-    for s in sections:
+    for s in (s for s in sections if len(s.table)):
         parts.append(f"<h2>{html.escape(s.title)}</h2>")
-        if len(s.table):
-            parts.append(s.table.to_html(index=False, border=0, escape=True))
-        else:
-            parts.append("<p>No successful runs.</p>")
+        parts.append(s.table.to_html(index=False, border=0, escape=True))
         if s.file_name in has_plots:
             parts += [
                 f'<p><img src="plots/{html.escape(s.file_name)}.png" alt="label accuracy against '
@@ -273,6 +273,13 @@ def _html(sections: list[Section], has_plots: set[str]) -> str:
             parts.append("<p>Failed or skipped cells:</p><ul>")
             parts += [f"<li>{html.escape(f.replace('`', ''))}</li>" for f in s.failures]
             parts.append("</ul>")
+    empty = [s for s in sections if not len(s.table)]
+    if empty:
+        parts.append("<h2>Not run, and why</h2><ul>")
+        for s in empty:
+            reasons = "".join(f"<li>{html.escape(f.replace('`', ''))}</li>" for f in s.failures)
+            parts.append(f"<li>{html.escape(s.title)}: no successful runs<ul>{reasons}</ul></li>")
+        parts.append("</ul>")
     parts += ["</body>", "</html>", ""]
     return "\n".join(parts)
 

@@ -153,7 +153,7 @@ def publish(results_dir: Path, site_dir: Path) -> list[Path]:
     down_sections, down_notes, _ = downstream_report.render(results_dir)
 
     pages = [_index(shown, empty, board, runs, bool(down_sections))]
-    pages += [_group_page(s, _rows(board, s)) for s in shown]
+    pages += [_group_page(s, _rows(board, s), down_sections) for s in shown]
     if down_sections:
         pages.append(
             Page("downstream.html", "What cleaning buys downstream", _downstream(down_sections, down_notes))
@@ -382,7 +382,9 @@ def _table(
     )
 
 
-def _group_page(section: report.Section, rows: pd.DataFrame) -> Page:
+def _group_page(
+    section: report.Section, rows: pd.DataFrame, downstream: Sequence[downstream_report.Section] = ()
+) -> Page:
     display = section.table
     records = rows.to_dict("records")
     sort_values = {
@@ -413,6 +415,10 @@ def _group_page(section: report.Section, rows: pd.DataFrame) -> Page:
         _figure(f"plots/{section.file_name}", "Label accuracy against the share of the budget spent"),
         _figure(f"plots/{section.file_name}_mislabelled", "Mislabelled samples left, clear and ambiguous"),
     ]
+    mine = [d for d in downstream if (d.dataset, d.learner) == (section.dataset, section.learner)]
+    if mine:
+        parts.append("<h2>What cleaning buys downstream</h2>")
+        parts.append(_downstream(mine, []))
     if section.failures:
         parts.append("<h2>Failed or skipped cells</h2><ul>")
         parts += [f"<li>{_e(f.replace('`', ''))}</li>" for f in section.failures]
@@ -428,7 +434,7 @@ def _figure(stem: str, caption: str) -> str:
     )
 
 
-def _downstream(secs: list[downstream_report.Section], notes: list[str]) -> str:
+def _downstream(secs: Sequence[downstream_report.Section], notes: list[str]) -> str:
     return (
         downstream_report.html_fragment(secs, notes)
         .replace("<table", '<div class="table-wrap"><table')

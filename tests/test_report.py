@@ -305,8 +305,10 @@ def test_group_without_successful_runs_still_gets_a_section(tmp_path: Path) -> N
     )
     report.write_report(tmp_path, runs, curves)
     md = (tmp_path / "leaderboard.md").read_text(encoding="utf-8")
-    assert "learner smallcnn" in md and "No successful runs." in md
-    assert "`random` seed 0: failed — no images" in md
+    assert "## Not run, and why" in md
+    assert "learner smallcnn (N=1000, 20.0 % noise, budget 200): no successful runs" in md
+    assert "  - `random` seed 0: failed — no images" in md
+    assert md.index("## Not run, and why") > md.index(f"learner {FILE}")  # after every table
 
 
 def test_write_report_twice_gives_identical_bytes(written: tuple[Path, list[Path]], tmp_path: Path) -> None:
