@@ -36,7 +36,6 @@ $(DEV_STAMP): $(STAMP)
 
 benchmark: $(BENCH_INSTALL)
 	$(BIN)/alcbench suite --out $(OUT) --jobs $(JOBS) $(BENCH_ARGS)
-	$(BIN)/alcbench publish $(OUT) --site $(OUT)/site
 
 # Screenshots of the published site at desktop and phone widths (headless Chromium).
 screenshots: venv-dev

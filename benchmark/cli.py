@@ -163,6 +163,10 @@ def _execute(
         else:
             downstream_lines = []
         written = write_report(args.out, update.runs, update.curves)
+        if suite:
+            from benchmark.site import publish
+
+            written += publish(args.out, args.out / "site", refresh_report=False)
     elapsed = time.perf_counter() - started
     mine = pd.DataFrame(rows)
     ok = int((mine["status"] == "ok").sum())
@@ -205,6 +209,8 @@ def _execute(
             print(f"    {r.dataset}: {getattr(r, 'file', '')}: {getattr(r, 'reason', '')}")
     for line in downstream_lines:
         print(f"  {line}")
+    if suite:
+        print(f"  site: {args.out / 'site' / 'index.html'} (alcbench publish {args.out} writes it again)")
     for message in preload_failures:
         print(f"  FAILED plugin: {message}")
     return 1 if len(failed) or preload_failures else 0

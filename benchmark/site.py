@@ -141,11 +141,14 @@ class Page:
     body: str
 
 
-def publish(results_dir: Path, site_dir: Path) -> list[Path]:
-    """Writes the site of ``results_dir`` into ``site_dir``; returns the files written."""
+def publish(results_dir: Path, site_dir: Path, *, refresh_report: bool = True) -> list[Path]:
+    """Writes the site of ``results_dir`` into ``site_dir``; returns the files written. The
+    report (whose figures the pages show) is written first, unless ``refresh_report`` is False
+    because the caller just wrote it."""
     results_dir, site_dir = Path(results_dir), Path(site_dir)
     runs, curves = load_tables(results_dir)
-    report.write_report(results_dir, runs, curves)  # the figures the pages show
+    if refresh_report:
+        report.write_report(results_dir, runs, curves)
     board = leaderboard(runs, curves)
     sections = report.sections(runs, board)
     shown = [s for s in sections if len(s.table)]

@@ -12,13 +12,13 @@ from benchmark.plugins import parse_spec
 from benchmark.task import CleaningTask
 
 #: Learners the suite pairs with a dataset that names none: the paper's learner families at
-#: CPU scale whose posteriors ship with the results (vanilla out-of-fold and in-sample; ELR, a
-#: self-supervised encoder with a linear head and an ensemble of vanilla fits, in-sample as the
-#: paper's reference code), and the true distribution as an upper bound. ``coteaching`` joins
-#: them once its fits ship.
+#: CPU scale whose posteriors ship with the results (vanilla out-of-fold and in-sample;
+#: co-teaching, ELR, a self-supervised encoder with a linear head and an ensemble of vanilla
+#: fits, in-sample as the paper's reference code), and the true distribution as an upper bound.
 DEFAULT_LEARNERS = (
     "smallcnn",
     "smallcnn[posteriors=insample]",
+    "coteaching",
     "elr",
     "ssl",
     "ensemble[posteriors=insample]",
