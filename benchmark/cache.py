@@ -46,6 +46,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmark.atomic import file_lock
 from benchmark.cache_entry import (
     BadEntryError,
     array_sha256,
@@ -237,6 +238,22 @@ def fetch(
                 RuntimeWarning,
                 stacklevel=2,
             )
+    # One fit per entry at a time: a process (or cluster worker) that finds another fitting the
+    # same entry waits for it and reads what it stored.
+    with file_lock(Path(cache_dir) / learner.name / f"{key}.lock"):
+        own = Path(cache_dir) / learner.name / f"{key}.npz"
+        if not refit and own.exists() and not rejected:
+            try:
+                return CacheResult(read_entry(own, task, key, inputs), key, own, False)
+            except Exception:  # noqa: BLE001 - written meanwhile but bad: fitted again below
+                pass
+        return _fit_and_store(task, learner, seed, cache_dir, rejected, progress)
+
+
+def _fit_and_store(
+    task: CleaningTask, learner: Learner, seed: int, cache_dir: Path, rejected: list[str], progress: bool
+) -> CacheResult:
+    """Fits the learner, checks its output and stores it in ``cache_dir`` (see :func:`fetch`)."""
     try:
         posteriors = learner.fit_predict(task, seed=seed, progress=progress)
     except DataNotFoundError as exc:

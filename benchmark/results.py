@@ -16,7 +16,6 @@ Every file is replaced atomically, so an interrupted run never leaves a half-wri
 
 from __future__ import annotations
 
-import fcntl
 import importlib.metadata
 import io
 import json
@@ -34,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 import benchmark
-from benchmark.atomic import atomic_path, write_bytes
+from benchmark.atomic import atomic_path, file_lock, write_bytes
 from benchmark.config import CellConfig
 from benchmark.params import spec_order
 from benchmark.task import CleaningTask
@@ -329,12 +328,8 @@ def locked(out_dir: Path) -> Iterator[None]:
     """Holds an exclusive lock on ``out_dir`` (``.alcbench.lock``) for the duration of the
     block, so that commands writing into one results folder merge their tables one at a time."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    with open(out_dir / ".alcbench.lock", "a+b") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    with file_lock(out_dir / ".alcbench.lock"):
+        yield
 
 
 def check_writable(out_dir: Path) -> None:

@@ -541,3 +541,47 @@ def test_cifar10h_image_source_is_the_file_it_would_read(
     keys = [cache_key(t, learner, 0) for t in (none, jpeg, lossless)]
     assert keys[0] == keys[1] != keys[2]
     assert keys[1] in {path.stem for path in shipped_entries()}
+
+
+def test_two_processes_asking_for_the_same_fit_at_once_compute_it_once(tmp_path):
+    """Workers sharing a cache folder (cluster workers on a network file system, or two
+    commands side by side): the second waits for the first's fit and reads its entry."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    plugins = tmp_path / "plugins" / "learners"
+    plugins.mkdir(parents=True)
+    (plugins / "slowfit.py").write_text(
+        textwrap.dedent("""
+        import os, time
+        import numpy as np
+        from benchmark.plugins import Learner, Posteriors
+
+        class SlowFit(Learner):
+            name = "slowfit"
+            description = "Takes a second and logs every fit."
+            needs_images = False
+
+            def fit_predict(self, task, *, seed, progress=True):
+                with open(os.environ["FIT_LOG"], "a") as log:
+                    log.write(f"{os.getpid()}\\n")
+                time.sleep(1.5)
+                return Posteriors(probs=np.full((task.n_samples, task.n_classes), 1.0 / task.n_classes))
+        """)
+    )
+    env = {
+        **os.environ,
+        "ALCBENCH_PLUGIN_PATH": str(tmp_path / "plugins"),
+        "FIT_LOG": str(tmp_path / "fits.log"),
+    }
+    command = [sys.executable, "-m", "benchmark.cli", "fit", "--dataset", "cifar10h[n=50]",
+               "--learner", "slowfit", "--cache", str(tmp_path / "cache")]  # fmt: skip
+    first = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    second = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    outputs = [p.communicate(timeout=120) for p in (first, second)]
+    assert [p.returncode for p in (first, second)] == [0, 0], outputs
+    assert len((tmp_path / "fits.log").read_text().splitlines()) == 1
+    said = " ".join(out for out, _ in outputs)
+    assert "fitted, stored in" in said and "cached in" in said

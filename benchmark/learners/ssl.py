@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmark.atomic import atomic_path, write_bytes
+from benchmark.atomic import atomic_path, file_lock, write_bytes
 from benchmark.cache import artifact_dirs
 from benchmark.cache_entry import canonical_json
 from benchmark.crossfit import Prediction, check_images, derived_seed
@@ -295,7 +295,7 @@ class SelfSupervised(TorchLearner):
         found = find_encoder(key, inputs, shape, [write_dir, *read_dirs])
         info: dict[str, Any] = {"encoder_key": key, "encoder_pretrained": False}
         if found is None:
-            with _lock(write_dir / f"{key}.lock"):
+            with file_lock(write_dir / f"{key}.lock"):
                 found = find_encoder(key, inputs, shape, [write_dir], quiet=True)
                 if found is None:
                     seconds = self._pretrain(images, settings, inputs, key, write_dir)
@@ -460,20 +460,6 @@ def write_encoder(
     write_bytes(path.with_suffix(".json"), (json.dumps(record, indent=1) + "\n").encode("utf-8"))
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, **arrays)  # type: ignore[arg-type]
-
-
-@contextmanager
-def _lock(path: Path) -> Iterator[None]:
-    """An exclusive lock on ``path`` for the block (where the platform has ``fcntl``)."""
-    try:
-        import fcntl
-    except ImportError:  # no advisory locks: parallel fits may pretrain the same encoder twice
-        yield
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file is closed
-        yield
 
 
 #: ``<encoders folder>/index.json``: encoder key by (dataset, its samples, pretraining
