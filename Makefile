@@ -31,7 +31,7 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 	touch $(STAMP)
 
 $(DEV_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --quiet --constraint $(CONSTRAINTS) --editable '.[dev,learners]'
+	$(BIN)/python -m pip install --quiet --constraint $(CONSTRAINTS) --editable '.[dev,learners,dask]'
 	touch $(DEV_STAMP)
 
 benchmark: $(BENCH_INSTALL)
@@ -57,6 +57,7 @@ type: venv-dev
 perf: venv-dev
 	$(BIN)/python -m benchmark.perf.simulator --out $(OUT)/perf
 	$(BIN)/python -m benchmark.perf.learners --out $(OUT)/perf
+	$(BIN)/python -m benchmark.perf.scaling --out $(OUT)/perf
 
 report: venv
 	$(BIN)/alcbench report $(OUT)

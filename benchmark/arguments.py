@@ -9,6 +9,7 @@ from typing import Any
 
 import benchmark
 from benchmark.config import MAX_SEEDS
+from benchmark.engines import BACKENDS, DEFAULT_RETRIES
 from benchmark.metrics import DEFAULT_TARGET_ACCURACY
 
 
@@ -174,7 +175,25 @@ def _common(p: argparse.ArgumentParser, default_out: Path | None) -> None:
         + (f" (default {default_out})" if default_out is not None else ""),
     )
     _inputs(p)
-    _jobs(p, "cells")
+    _jobs(p, "cells (with a cluster backend started here: its worker processes)")
+    p.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="local",
+        help="where cells and learner fits run: this machine's processes (default), a Dask or a Ray cluster",
+    )
+    p.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="the cluster to use with --backend dask|ray (default: start a local one of --jobs workers)",
+    )
+    p.add_argument(
+        "--retries",
+        type=_count(0, what=": --retries takes a number >= 0"),
+        default=DEFAULT_RETRIES,
+        help=f"times a cluster task whose worker died is run again (default {DEFAULT_RETRIES})",
+    )
     p.add_argument("--resume", action="store_true", help="reuse cells already finished in --out")
     p.add_argument(
         "--target",

@@ -118,14 +118,10 @@ def _execute(
     suite: bool,
     preload_failures: Sequence[str] = (),
 ) -> int:
-    import pandas as pd
 
-    from benchmark import results, runner
-    from benchmark.config import parse_seeds
-    from benchmark.report import write_report
+    from benchmark.engines import open_engine
     from benchmark.threads import available_cores
 
-    seeds = parse_seeds(args.seeds)
     # Unknown names and bad parameters fail here, before any work; every spec is recorded in
     # its canonical form, so that two spellings of one configuration are one cell.
     grid = [
@@ -137,8 +133,34 @@ def _execute(
     ]
     strategies = list(dict.fromkeys(_canonical("strategy", spec) for spec in strategies))
     cache_dir, extra = _cache_dirs(args, suite=suite)
-    progress = not args.no_progress
     started = time.perf_counter()
+    jobs = available_cores() if args.jobs == -1 else args.jobs
+    with open_engine(args.backend, scheduler=args.scheduler, workers=jobs, retries=args.retries) as engine:
+        return _execute_on(
+            args, grid, strategies, suite, preload_failures, cache_dir, extra, jobs, engine, started
+        )
+
+
+def _execute_on(
+    args: argparse.Namespace,
+    grid: list[tuple[str, list[Any]]],
+    strategies: list[str],
+    suite: bool,
+    preload_failures: Sequence[str],
+    cache_dir: Path,
+    extra: list[Path],
+    jobs: int,
+    engine: Any,
+    started: float,
+) -> int:
+    import pandas as pd
+
+    from benchmark import results, runner
+    from benchmark.config import parse_seeds
+    from benchmark.report import write_report
+
+    seeds = parse_seeds(args.seeds)
+    progress = not args.no_progress
     plan = runner.prepare(
         grid,
         strategies,
@@ -150,9 +172,12 @@ def _execute(
         target=args.target,
         progress=progress,
         active_every=args.active_every,
+        engine=engine,
+        retries=args.retries,
     )
-    jobs = available_cores() if args.jobs == -1 else args.jobs
-    rows = runner.execute(plan, args.out, jobs=jobs, resume=args.resume, progress=progress)
+    rows = runner.execute(
+        plan, args.out, jobs=jobs, resume=args.resume, progress=progress, engine=engine, retries=args.retries
+    )
     # Several commands may write into one folder: the tables are merged under a lock.
     with results.locked(args.out):
         update = results.write_tables(args.out, rows, merge=not suite)

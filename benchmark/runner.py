@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from benchmark.cache import load_or_fit
 from benchmark.config import CellConfig, Source, sha256_file
 from benchmark.dataroot import DataNotFoundError
 from benchmark.diagnostics import first_picks
+from benchmark.engines import DEFAULT_RETRIES, Engine
 from benchmark.metrics import DEFAULT_TARGET_ACCURACY, curve_points, run_metrics
 from benchmark.plugins import Posteriors, ScoringContext, Strategy, parse_spec
 from benchmark.posteriors import load_posteriors_file
@@ -153,8 +154,14 @@ def prepare(
     target: float = DEFAULT_TARGET_ACCURACY,
     progress: bool = True,
     active_every: int = 0,
+    engine: Engine | None = None,
+    retries: int = DEFAULT_RETRIES,
 ) -> Plan:
     """Loads the tasks and computes (or loads) every posterior the cells need.
+
+    With an ``engine`` (a cluster, :mod:`benchmark.engines`), each learner fit is a task of
+    its own on a worker (once per cache key; the worker writes the cache entry), rather than
+    run in this process.
 
     ``grid`` pairs each dataset spec with the posterior sources it is run with; every pair
     is crossed with every strategy and seed. With ``active_every``, each strategy that reads
@@ -166,6 +173,7 @@ def prepare(
     the rest of the plan goes on.
     """
     plan = Plan(configs=[], tasks={}, posteriors={}, posterior_ids={}, unavailable={})
+    remote: list[tuple[tuple[str, str, int], CleaningTask, Any]] = []  # fits for the engine
     for dataset_spec, sources in grid:
         task, dataset_spec, task_problem = _load_task(dataset_spec, data_root)
         if task is not None:
@@ -174,6 +182,7 @@ def prepare(
             label, sha, fetch, source_problem = _posterior_source(
                 source, cache_dir=cache_dir, extra_cache_dirs=extra_cache_dirs, refit=refit, progress=progress
             )
+            learner = getattr(fetch, "learner", None)
             for seed in seeds:
                 key = (dataset_spec, label, seed)
                 plan.configs += [CellConfig(dataset_spec, label, s, seed, target, sha) for s in strategies]
@@ -184,6 +193,10 @@ def prepare(
                     if registry.get("strategy", parse_spec(s)[0]).uses_model()
                 ]
                 problem = task_problem or source_problem
+                if problem is None and engine is not None and learner is not None:
+                    assert task is not None
+                    remote.append((key, task, learner))
+                    continue
                 if problem is None:
                     assert task is not None
                     try:
@@ -194,7 +207,63 @@ def prepare(
                         problem = ("failed", f"learner {label}: {type(exc).__name__}: {exc}")
                 if problem is not None:
                     plan.unavailable[key] = problem
+    if remote:
+        assert engine is not None
+        _fit_on_engine(plan, remote, engine, retries, cache_dir, extra_cache_dirs, refit)
     return plan
+
+
+def _fit_on_engine(
+    plan: Plan,
+    fits: list[tuple[tuple[str, str, int], CleaningTask, Any]],
+    engine: Engine,
+    retries: int,
+    cache_dir: Path,
+    extra_cache_dirs: Sequence[Path],
+    refit: bool,
+) -> None:
+    """Every learner fit of ``fits`` as an engine task (GPU ones on GPU workers when the
+    cluster has them); fills the plan's posteriors, or its problems."""
+    from benchmark.learners._torch import TorchLearner
+
+    for gpu in (True, False):
+        mine = [f for f in fits if isinstance(f[2], TorchLearner) == gpu]
+        if not mine:
+            continue
+        calls = [
+            (task, learner, key[2], cache_dir, tuple(extra_cache_dirs), refit) for key, task, learner in mine
+        ]
+        for i, result in engine.map(_fit_task, calls, retries=retries, gpu=gpu):
+            key, _, learner = mine[i]
+            if isinstance(result, DataNotFoundError):
+                plan.unavailable[key] = ("skipped", f"learner {learner.spec}: {result}")
+            elif isinstance(result, BaseException):
+                plan.unavailable[key] = (
+                    "failed",
+                    f"learner {learner.spec}: {type(result).__name__}: {result}",
+                )
+            else:
+                plan.posteriors[key], plan.posterior_ids[key] = result
+
+
+def _fit_task(
+    task: CleaningTask,
+    learner: Any,
+    seed: int,
+    cache_dir: Path,
+    extra_cache_dirs: Sequence[Path],
+    refit: bool,
+) -> tuple[Posteriors, str]:
+    """One learner fit on a worker: read from the shared cache, or fitted and stored there."""
+    return load_or_fit(
+        task,
+        learner,
+        seed,
+        cache_dir=cache_dir,
+        extra_cache_dirs=extra_cache_dirs,
+        refit=refit,
+        progress=False,
+    )
 
 
 Problem = tuple[str, str]  # (status, reason)
@@ -242,11 +311,19 @@ def _posterior_source(
             progress=progress,
         )
 
+    from_learner.learner = learner  # type: ignore[attr-defined]  # for a cluster fit
     return learner.spec, "", from_learner, None
 
 
 def execute(
-    plan: Plan, out_dir: Path, *, jobs: int = 1, resume: bool = False, progress: bool = True
+    plan: Plan,
+    out_dir: Path,
+    *,
+    jobs: int = 1,
+    resume: bool = False,
+    progress: bool = True,
+    engine: Engine | None = None,
+    retries: int = DEFAULT_RETRIES,
 ) -> list[dict[str, Any]]:
     """Runs every cell of the plan and returns their rows.
 
@@ -255,6 +332,9 @@ def execute(
     finished cell is reused only when it ran on the posteriors this plan has for it (its
     row's ``posteriors_id``, the cache key that names the learner's version and parameters,
     or the file's sha256); cells whose posteriors are unavailable now are never reused.
+
+    With an ``engine``, each cell is a task on the cluster, run again up to ``retries`` times
+    when its worker dies; one that does not come back is a failed cell.
 
     Each cell may use :func:`~benchmark.threads.thread_budget` CPU threads (``$ALCBENCH_THREADS`` while it
     runs), so that ``jobs`` cells re-fitting learners at once share the cores without
@@ -293,13 +373,33 @@ def execute(
             for key in [c.source_key]
         )
         results: Iterable[dict[str, Any]]
-        if jobs == 1:
+        if engine is not None:
+            results = _cells_on_engine(engine, list(calls), todo, plan, out_dir, retries)
+        elif jobs == 1:
             results = (fn(*args, **kwargs) for fn, args, kwargs in calls)
         else:
             results = Parallel(n_jobs=jobs, return_as="generator_unordered")(calls)
         for row in tqdm(results, total=len(todo), desc="cells", unit="cell", disable=not progress):
             rows.append(row)
     return rows
+
+
+def _cells_on_engine(
+    engine: Engine,
+    calls: list[Any],
+    todo: list[CellConfig],
+    plan: Plan,
+    out_dir: Path,
+    retries: int,
+) -> Iterator[dict[str, Any]]:
+    """The rows of cells run as engine tasks; a cell whose task raised or was lost becomes a
+    failed row (written like any other)."""
+    args = [tuple(a) for _, a, _ in calls]
+    for i, result in engine.map(_run_cell_with_threads, args, retries=retries):
+        if isinstance(result, BaseException):
+            yield _unavailable_row(todo[i], plan, "failed", f"{type(result).__name__}: {result}", out_dir)
+        else:
+            yield result
 
 
 def _run_cell_with_threads(threads: int, *args: Any) -> dict[str, Any]:

@@ -41,6 +41,7 @@ FLOORS: dict[str, int] = {
     # results: configuration, schema and I/O, then the runner that fills them
     "config": 6,
     "results": 7,
+    "engines": 0,
     "runner": 8,
     "diagnostics": 3,
     "suite": 8,

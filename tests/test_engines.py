@@ -1,0 +1,145 @@
+"""Cluster backends (benchmark.engines): the same tables as the local backend, learner fits as
+tasks of their own, and a worker that dies mid-cell costing at most that cell."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from benchmark import registry
+from benchmark.cli import main
+from benchmark.engines import LostTaskError, open_engine
+
+DATASET = "cifar10h[n=300]"
+RUN = ["run", "--dataset", DATASET, "--learner", "truth", "--seeds", "0-2", "--no-progress"]
+STRATEGIES = ["--strategy", "random", "--strategy", "loss", "--strategy", "oracle", "--strategy", "entropy"]
+
+
+def _tables(out: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    # `commit` can change between two commands when the checkout does; everything else may not
+    runs = pd.read_parquet(out / "runs.parquet").drop(columns=["commit"])
+    return runs, pd.read_parquet(out / "curves.parquet")
+
+
+@pytest.fixture
+def plugins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A plugin folder seen by this process and by the workers a cluster starts."""
+    root = tmp_path / "plugins"
+    (root / "strategies").mkdir(parents=True)
+    monkeypatch.setenv("ALCBENCH_PLUGIN_PATH", str(root))
+    registry.refresh()
+    yield root
+    registry.refresh()
+
+
+def _killer(root: Path, marker: Path, *, always: bool) -> None:
+    """A strategy whose worker process dies while scoring (the first time, or every time)."""
+    (root / "strategies" / "killer.py").write_text(
+        textwrap.dedent(f"""
+        import os
+        import numpy as np
+        from benchmark.plugins import Strategy
+
+        class Killer(Strategy):
+            name = "killer"
+            description = "Kills its worker process."
+
+            def score(self, ctx):
+                marker = {str(marker)!r}
+                if {always!r} or not os.path.exists(marker):
+                    open(marker, "a").close()
+                    os._exit(1)
+                return np.zeros(ctx.n_samples)
+        """)
+    )
+
+
+def test_dask_backend_gives_the_local_backend_s_tables(tmp_path):
+    pytest.importorskip("distributed")
+    assert main([*RUN, *STRATEGIES, "--out", str(tmp_path / "local")]) == 0
+    assert main([*RUN, *STRATEGIES, "--out", str(tmp_path / "dask"), "--backend", "dask", "--jobs", "2"]) == 0
+    local, dask = _tables(tmp_path / "local"), _tables(tmp_path / "dask")
+    pd.testing.assert_frame_equal(local[0], dask[0])
+    pd.testing.assert_frame_equal(local[1], dask[1])
+
+
+def test_a_worker_that_dies_mid_cell_costs_a_retry_not_the_run(tmp_path, plugins):
+    pytest.importorskip("distributed")
+    marker = tmp_path / "died-once"
+    _killer(plugins, marker, always=False)
+    out = tmp_path / "out"
+    code = main(
+        [*RUN, *STRATEGIES, "--strategy", "killer", "--out", str(out), "--backend", "dask", "--jobs", "2"]
+    )
+    assert code == 0
+    assert marker.exists()  # a worker did die
+    runs = pd.read_parquet(out / "runs.parquet")
+    assert len(runs) == 5 * 3 and set(runs["status"]) == {"ok"}
+
+
+def test_a_cell_whose_worker_keeps_dying_fails_and_the_others_finish(tmp_path, plugins, capsys):
+    pytest.importorskip("distributed")
+    _killer(plugins, tmp_path / "died", always=True)
+    out = tmp_path / "out"
+    args = [*RUN[:-3], "--seeds", "0", "--no-progress", "--strategy", "random", "--strategy", "killer"]
+    code = main([*args, "--out", str(out), "--backend", "dask", "--jobs", "2", "--retries", "0"])
+    assert code == 1
+    runs = pd.read_parquet(out / "runs.parquet").set_index("strategy")
+    assert runs.loc["random", "status"] == "ok"
+    assert runs.loc["killer", "status"] == "failed"
+    assert "worker died" in runs.loc["killer", "error"]
+    assert "worker died" in capsys.readouterr().out
+
+
+class _FakeEngine:
+    """Runs tasks in this process; the tasks named in ``lose`` come back lost."""
+
+    name = "fake"
+
+    def __init__(self, lose: set[int]) -> None:
+        self.lose = lose
+        self.calls: list[str] = []
+
+    def map(self, fn, calls, *, retries, gpu=False):
+        self.calls.append(fn.__name__)
+        for i, args in reversed(list(enumerate(calls))):  # in another order than submitted
+            yield i, (LostTaskError("its worker died") if i in self.lose else fn(*args))
+
+
+def test_runner_on_an_engine_runs_fits_then_cells_and_reports_lost_cells(tmp_path):
+    from benchmark import runner
+    from benchmark.config import Source
+
+    fits = _FakeEngine(set())
+    plan = runner.prepare(
+        [(DATASET, [Source(learner="truth")])],
+        ["random", "loss"],
+        [0, 1],
+        data_root=None,
+        cache_dir=tmp_path / "cache",
+        progress=False,
+        engine=fits,
+    )
+    assert fits.calls == ["_fit_task"]  # one batch of fit tasks, one per (learner, seed)
+    assert len(plan.posteriors) == 2 and not plan.unavailable
+    engine = _FakeEngine({1})
+    rows = runner.execute(plan, tmp_path / "out", progress=False, engine=engine)
+    assert engine.calls == ["_run_cell_with_threads"]
+    assert sorted(r["status"] for r in rows) == ["failed", "ok", "ok", "ok"]
+    lost = next(r for r in rows if r["status"] == "failed")
+    assert "its worker died" in lost["error"]
+    # the lost cell is written like any other, so the tables hold every cell
+    assert (tmp_path / "out" / "cells" / f"{lost['config_hash']}.json").is_file()
+
+
+def test_unknown_backend_and_missing_scheduler_backend_are_clear_errors():
+    with pytest.raises(ValueError, match="choose one of local, dask, ray"), open_engine("spark"):
+        pass
+    with (
+        pytest.raises(ValueError, match="--scheduler needs --backend dask or ray"),
+        open_engine("local", scheduler="tcp://x:8786"),
+    ):
+        pass
