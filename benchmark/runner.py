@@ -253,8 +253,9 @@ def _fit_task(
     cache_dir: Path,
     extra_cache_dirs: Sequence[Path],
     refit: bool,
+    progress: bool = False,
 ) -> tuple[Posteriors, str]:
-    """One learner fit on a worker: read from the shared cache, or fitted and stored there."""
+    """One learner fit (on a worker, or here): read from the cache, or fitted and stored there."""
     return load_or_fit(
         task,
         learner,
@@ -262,7 +263,7 @@ def _fit_task(
         cache_dir=cache_dir,
         extra_cache_dirs=extra_cache_dirs,
         refit=refit,
-        progress=False,
+        progress=progress,
     )
 
 
@@ -301,15 +302,7 @@ def _posterior_source(
         return source.label, "", None, ("failed", f"learner {source.label}: {exc}")
 
     def from_learner(task: CleaningTask, seed: int) -> tuple[Posteriors, str]:
-        return load_or_fit(
-            task,
-            learner,
-            seed,
-            cache_dir=cache_dir,
-            extra_cache_dirs=extra_cache_dirs,
-            refit=refit,
-            progress=progress,
-        )
+        return _fit_task(task, learner, seed, cache_dir, extra_cache_dirs, refit, progress)
 
     from_learner.learner = learner  # type: ignore[attr-defined]  # for a cluster fit
     return learner.spec, "", from_learner, None
