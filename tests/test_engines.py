@@ -57,35 +57,43 @@ def _killer(root: Path, marker: Path, *, always: bool) -> None:
     )
 
 
-def test_dask_backend_gives_the_local_backend_s_tables(tmp_path):
-    pytest.importorskip("distributed")
+#: The cluster backends and the package each needs (a test of one that is not installed skips).
+BACKENDS = ["dask", "ray"]
+PACKAGE = {"dask": "distributed", "ray": "ray"}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_cluster_backend_gives_the_local_backend_s_tables(tmp_path, backend):
+    pytest.importorskip(PACKAGE[backend])
     assert main([*RUN, *STRATEGIES, "--out", str(tmp_path / "local")]) == 0
-    assert main([*RUN, *STRATEGIES, "--out", str(tmp_path / "dask"), "--backend", "dask", "--jobs", "2"]) == 0
-    local, dask = _tables(tmp_path / "local"), _tables(tmp_path / "dask")
-    pd.testing.assert_frame_equal(local[0], dask[0])
-    pd.testing.assert_frame_equal(local[1], dask[1])
+    assert (
+        main([*RUN, *STRATEGIES, "--out", str(tmp_path / backend), "--backend", backend, "--jobs", "2"]) == 0
+    )
+    local, cluster = _tables(tmp_path / "local"), _tables(tmp_path / backend)
+    pd.testing.assert_frame_equal(local[0], cluster[0])
+    pd.testing.assert_frame_equal(local[1], cluster[1])
 
 
-def test_a_worker_that_dies_mid_cell_costs_a_retry_not_the_run(tmp_path, plugins):
-    pytest.importorskip("distributed")
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_worker_that_dies_mid_cell_costs_a_retry_not_the_run(tmp_path, plugins, backend):
+    pytest.importorskip(PACKAGE[backend])
     marker = tmp_path / "died-once"
     _killer(plugins, marker, always=False)
     out = tmp_path / "out"
-    code = main(
-        [*RUN, *STRATEGIES, "--strategy", "killer", "--out", str(out), "--backend", "dask", "--jobs", "2"]
-    )
-    assert code == 0
+    args = [*RUN, *STRATEGIES, "--strategy", "killer", "--out", str(out), "--backend", backend, "--jobs", "2"]
+    assert main(args) == 0
     assert marker.exists()  # a worker did die
     runs = pd.read_parquet(out / "runs.parquet")
     assert len(runs) == 5 * 3 and set(runs["status"]) == {"ok"}
 
 
-def test_a_cell_whose_worker_keeps_dying_fails_and_the_others_finish(tmp_path, plugins, capsys):
-    pytest.importorskip("distributed")
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_cell_whose_worker_keeps_dying_fails_and_the_others_finish(tmp_path, plugins, capsys, backend):
+    pytest.importorskip(PACKAGE[backend])
     _killer(plugins, tmp_path / "died", always=True)
     out = tmp_path / "out"
     args = [*RUN[:-3], "--seeds", "0", "--no-progress", "--strategy", "random", "--strategy", "killer"]
-    code = main([*args, "--out", str(out), "--backend", "dask", "--jobs", "2", "--retries", "0"])
+    code = main([*args, "--out", str(out), "--backend", backend, "--jobs", "2", "--retries", "0"])
     assert code == 1
     runs = pd.read_parquet(out / "runs.parquet").set_index("strategy")
     assert runs.loc["random", "status"] == "ok"
