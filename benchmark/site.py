@@ -71,11 +71,12 @@ th.sortable::after { content: " \\2195"; color: var(--muted); font-size: 0.8em; 
 th[aria-sort="ascending"]::after { content: " \\2191"; }
 th[aria-sort="descending"]::after { content: " \\2193"; }
 td.num, th.num { text-align: right; white-space: nowrap; font-variant-numeric: tabular-nums; }
-td.name { overflow-wrap: anywhere; min-width: 6rem; }
+td.name { overflow-wrap: anywhere; min-width: 16rem; }
 tr.hidden { display: none; }
 input.filter { font: inherit; padding: 0.3rem 0.5rem; width: min(24rem, 100%); margin: 0.3rem 0; }
 figure { margin: 1rem 0; }
 figure img { width: 100%; max-width: 1100px; height: auto; border: 1px solid var(--line); }
+main img { max-width: 100%; height: auto; }
 figcaption { color: var(--muted); font-size: 0.85rem; }
 footer { color: var(--muted); font-size: 0.8rem; border-top: 1px solid var(--line); margin-top: 3rem;
   padding-top: 0.8rem; padding-bottom: 2rem; }
@@ -84,6 +85,7 @@ ul.reasons li { margin-bottom: 0.4rem; }
   .opt { display: none; }
   table { font-size: 0.8rem; }
   th, td { padding: 0.25rem 0.3rem; }
+  td.name { min-width: 7rem; }
   header nav a { display: inline-block; margin-bottom: 0.3rem; }
 }
 """
