@@ -151,3 +151,60 @@ def test_unknown_backend_and_missing_scheduler_backend_are_clear_errors():
         open_engine("local", scheduler="tcp://x:8786"),
     ):
         pass
+
+
+def test_resume_after_killing_the_whole_cluster_run_completes_it(tmp_path, plugins):
+    """The command, its scheduler and its workers all killed mid-run: ``--resume`` runs only the
+    cells that did not finish, and the tables are those of an uninterrupted run."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    pytest.importorskip("distributed")
+    (plugins / "strategies" / "slow.py").write_text(
+        textwrap.dedent("""
+        import time
+        import numpy as np
+        from benchmark.plugins import Strategy
+
+        class Slow(Strategy):
+            name = "slow"
+            description = "Takes a while per cell."
+
+            def score(self, ctx):
+                time.sleep(0.4)
+                return np.zeros(ctx.n_samples)
+        """)
+    )
+    seeds = ["--seeds", "0-5"]
+    args = [
+        *RUN[:-3],
+        *seeds,
+        "--no-progress",
+        "--strategy",
+        "random",
+        "--strategy",
+        "slow",
+        "--backend",
+        "dask",
+    ]
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "benchmark.cli", *args, "--jobs", "2", "--out", str(out)]
+    proc = subprocess.Popen(
+        command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 120
+    while len(list((out / "cells").glob("*.json"))) < 3 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    finished = len(list((out / "cells").glob("*.json")))
+    assert 3 <= finished < 12 and not (out / "runs.parquet").exists()
+    assert main([*args, "--jobs", "2", "--out", str(out), "--resume"]) == 0
+    assert main([*args[: args.index("--backend")], "--out", str(tmp_path / "clean")]) == 0
+    resumed, clean = _tables(out), _tables(tmp_path / "clean")
+    # cells read back from their files list their columns in another order
+    pd.testing.assert_frame_equal(resumed[0], clean[0], check_like=True)
+    pd.testing.assert_frame_equal(resumed[1], clean[1])
