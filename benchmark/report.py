@@ -19,6 +19,7 @@ from typing import Any
 
 import matplotlib.style
 import pandas as pd
+from joblib import Parallel, delayed
 
 from benchmark import downstream_report, plots
 from benchmark.atomic import write_bytes
@@ -27,6 +28,7 @@ from benchmark.leaderboard import curve_bands, group_info, group_key, is_finite,
 from benchmark.learner_summary import learner_summary, summary_markdown
 from benchmark.plots import format_pm, markdown_table
 from benchmark.results import CELL, GROUP
+from benchmark.threads import available_cores
 
 
 def safe_name(text: str) -> str:
@@ -289,6 +291,18 @@ def _rows(board: pd.DataFrame, section: Section) -> pd.DataFrame:
     return board[(board["dataset"] == section.dataset) & (board["learner"] == section.learner)]
 
 
+def _group_figures(
+    folder: Path, s: Section, gc: plots.GroupCurves, rows: pd.DataFrame, styles: dict[str, plots.Style]
+) -> list[Path]:
+    """A group's accuracy and mislabelled-left figures (PNG paths; SVG and PDF beside them)."""
+    # The default style, not the user's matplotlibrc: same input, same files.
+    with matplotlib.style.context("default"):
+        return [
+            plots.plot_accuracy(folder / f"{s.file_name}.png", s.title, gc, rows, styles),
+            plots.plot_mislabelled(folder / f"{s.file_name}_mislabelled.png", s.title, gc, rows, styles),
+        ]
+
+
 def write_report(out_dir: Path, runs: pd.DataFrame, curves: pd.DataFrame) -> list[Path]:
     """Writes the leaderboard (csv, md, html) and the plots into ``out_dir``.
 
@@ -315,26 +329,29 @@ def write_report(out_dir: Path, runs: pd.DataFrame, curves: pd.DataFrame) -> lis
     write_bytes(csv_path, board.to_csv(index=False, lineterminator="\n").encode())
     written.append(csv_path)
 
-    figures: list[Path] = []
-    with_plots: set[str] = set()
-    # The default style, not the user's matplotlibrc: same input, same PNG.
-    with matplotlib.style.context("default"):
-        for s in groups:
-            rows = _rows(board, s)
-            if not len(rows):
-                continue
-            budget = rows["budget"].iloc[0]
-            gc = plots.group_curves(
-                bands[(bands["dataset"] == s.dataset) & (bands["learner"] == s.learner)],
-                float(budget) if pd.notna(budget) else math.nan,
-            )
-            figures.append(plots.plot_accuracy(folder / f"{s.file_name}.png", s.title, gc, rows, styles))
-            figures.append(
-                plots.plot_mislabelled(folder / f"{s.file_name}_mislabelled.png", s.title, gc, rows, styles)
-            )
-            with_plots.add(s.file_name)
-        if len(board):
-            panels = [(s.title, _rows(board, s)) for s in groups]
+    # Each group's figures are independent: drawn in worker processes when there are cores.
+    work = []
+    for s in groups:
+        rows = _rows(board, s)
+        if not len(rows):
+            continue
+        budget = rows["budget"].iloc[0]
+        gc = plots.group_curves(
+            bands[(bands["dataset"] == s.dataset) & (bands["learner"] == s.learner)],
+            float(budget) if pd.notna(budget) else math.nan,
+        )
+        work.append((folder, s, gc, rows, styles))
+    jobs = min(len(work), available_cores(), 4) or 1
+    drawn = (
+        Parallel(n_jobs=jobs)(delayed(_group_figures)(*args) for args in work)
+        if jobs > 1
+        else [_group_figures(*args) for args in work]
+    )
+    figures: list[Path] = [path for pair in drawn for path in pair]
+    with_plots = {args[1].file_name for args in work}
+    if len(board):
+        panels = [(s.title, _rows(board, s)) for s in groups]
+        with matplotlib.style.context("default"):
             figures.append(
                 plots.plot_overview(
                     folder / "auc_overview.png", [(t, r) for t, r in panels if len(r)], styles
