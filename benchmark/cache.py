@@ -61,6 +61,8 @@ from benchmark.plugins import Learner, Posteriors
 from benchmark.registry import PROJECT_ROOT
 from benchmark.task import CleaningTask
 
+#: Sub-folder of a learner's cache folder holding the lock files of fits under way.
+LOCKS = ".locks"
 #: Bump when the layout of an entry changes; old entries then simply miss.
 CACHE_FORMAT = 1
 KEY_LENGTH = 20
@@ -240,7 +242,7 @@ def fetch(
             )
     # One fit per entry at a time: a process (or cluster worker) that finds another fitting the
     # same entry waits for it and reads what it stored.
-    with file_lock(Path(cache_dir) / learner.name / f"{key}.lock"):
+    with file_lock(Path(cache_dir) / learner.name / LOCKS / f"{key}.lock"):
         own = Path(cache_dir) / learner.name / f"{key}.npz"
         if not refit and own.exists() and not rejected:
             try:
