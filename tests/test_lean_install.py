@@ -194,7 +194,11 @@ def test_a_fit_without_torch_names_the_extra(no_torch: NoTorch, tmp_path: Path) 
     assert len(error) == 1, result.stderr
     assert error[0].startswith("alcbench: error: learner smallcnn needs PyTorch: ")
     assert "pip install 'alcbench[learners]'" in error[0]
-    assert not (cache / "smallcnn").exists() or not any((cache / "smallcnn").iterdir())
+    # nothing stored: at most the lock folder of the attempted fit
+    assert not (cache / "smallcnn").exists() or [p.name for p in (cache / "smallcnn").iterdir()] in (
+        [],
+        [".locks"],
+    )
     assert ("torch", str(REPO_ROOT / "benchmark" / "learners" / "_torch.py")) in no_torch.attempts()
 
 
