@@ -302,7 +302,9 @@ def load_train_set(data_root: Path | None) -> tuple[np.ndarray, np.ndarray]:
     except ValueError:
         raise
     except Exception as exc:
-        raise ValueError(f"{path}: cannot read the CIFAR-10 training images ({exc}). {HOW_TO_GET_TRAIN}") from exc
+        raise ValueError(
+            f"{path}: cannot read the CIFAR-10 training images ({exc}). {HOW_TO_GET_TRAIN}"
+        ) from exc
     labels = np.asarray(labels, dtype=np.int64)
     if images.shape != (TRAIN_TOTAL, 32, 32, 3) or images.dtype != np.uint8 or labels.shape != (TRAIN_TOTAL,):
         raise ValueError(
