@@ -55,6 +55,8 @@ from benchmark.task import CleaningTask
 
 #: Bump when a change alters what a downstream fit computes; old entries then miss.
 DOWNSTREAM_VERSION = "1"
+#: One character per class index in stored predictions (up to 62 classes).
+PREDICTION_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 #: Share of the samples held out as the noisy validation split of the model-selection study.
 VALIDATION_SHARE = 0.2
 #: Folder (under a results folder) of this stage's cache and tables.
@@ -328,12 +330,11 @@ def run_fit(request: Request, features: Features) -> dict[str, Any]:
 
 def _digit(v: int) -> str:
     """One character per class index (0-9, then letters), for compact stored predictions."""
-    return "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"[v]
+    return PREDICTION_ALPHABET[v]
 
 
 def decode_predictions(text: str) -> np.ndarray:
-    alphabet = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-    return np.array([alphabet.index(ch) for ch in text], dtype=np.int64)
+    return np.array([PREDICTION_ALPHABET.index(ch) for ch in text], dtype=np.int64)
 
 
 def resolve(

@@ -22,7 +22,8 @@ import pandas as pd
 from benchmark.atomic import write_bytes
 from benchmark.downstream import DOWNSTREAM, NOISY, TRUE, VALIDATION_SHARE, DownstreamResult
 from benchmark.leaderboard import mean_ci95
-from benchmark.plots import format_pm, markdown_table, save_figure, styles, vector_paths
+from benchmark.params import spec_sort_key
+from benchmark.plots import format_pm, markdown_table, safe_name, save_figure, styles, vector_paths
 
 #: Tables of this stage, relative to a results folder.
 TRAINING_CSV = f"{DOWNSTREAM}/training.csv"
@@ -117,7 +118,7 @@ class Section:
 def sections(train_sum: pd.DataFrame, sel_sum: pd.DataFrame) -> list[Section]:
     """One :class:`Section` per dataset, T=2 before T=10."""
     out: list[Section] = []
-    datasets = sorted(set(train_sum.get("dataset", [])) | set(sel_sum.get("dataset", [])), key=_dataset_key)
+    datasets = sorted(set(train_sum.get("dataset", [])) | set(sel_sum.get("dataset", [])), key=spec_sort_key)
     for dataset in datasets:
         t = train_sum[train_sum["dataset"] == dataset] if not train_sum.empty else train_sum
         s = sel_sum[sel_sum["dataset"] == dataset] if not sel_sum.empty else sel_sum
@@ -126,14 +127,17 @@ def sections(train_sum: pd.DataFrame, sel_sum: pd.DataFrame) -> list[Section]:
             sec.training_intro, sec.references, sec.training = _training_table(t)
             sec.plots.append(
                 (
-                    f"{DOWNSTREAM}/plots/downstream_{_safe(dataset)}.png",
+                    f"{DOWNSTREAM}/plots/downstream_{safe_name(dataset)}.png",
                     "accuracy of the re-trained model against the budget spent",
                 )
             )
         if not s.empty:
             sec.selection_intro, sec.selection = _selection_table(s)
             sec.plots.append(
-                (f"{DOWNSTREAM}/plots/selection_{_safe(dataset)}.png", "Kendall tau against the budget spent")
+                (
+                    f"{DOWNSTREAM}/plots/selection_{safe_name(dataset)}.png",
+                    "Kendall tau against the budget spent",
+                )
             )
         out.append(sec)
     return out
@@ -188,14 +192,6 @@ def html_fragment(secs: Sequence[Section], notes: list[str]) -> str:
         parts += [f"<li>{html.escape(n)}</li>" for n in notes]
         parts.append("</ul>")
     return "\n".join(parts)
-
-
-def _dataset_key(name: str) -> tuple[str, float]:
-    """Orders ``cifar10h[temperature=2]`` before ``cifar10h[temperature=10]``."""
-    import re
-
-    numbers = re.findall(r"[-+]?\d*\.?\d+", name)
-    return (re.sub(r"[-+]?\d*\.?\d+", "#", name), float(numbers[0]) if numbers else 0.0)
 
 
 def _training_table(t: pd.DataFrame) -> tuple[str, list[str], pd.DataFrame]:
@@ -331,12 +327,6 @@ def _read_csv(path: Path) -> pd.DataFrame:
         return pd.read_csv(path)
     except pd.errors.EmptyDataError:
         return pd.DataFrame()
-
-
-def _safe(text: str) -> str:
-    import re
-
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "_"
 
 
 def _lines_with_bands(

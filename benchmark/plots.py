@@ -8,6 +8,7 @@ matplotlib's default style rather than the user's matplotlibrc, set by the calle
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,11 @@ def format_pm(mean: object, ci: object, digits: int) -> str:
     if is_finite(ci):
         text += f" ± {float(ci):.{digits}f}"  # type: ignore[arg-type]
     return text
+
+
+def safe_name(text: str) -> str:
+    """A file-system-safe version of a group or spec name (letters, digits, ``. _ -``)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "_"
 
 
 def markdown_table(df: pd.DataFrame) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import html
 import math
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,14 +25,9 @@ from benchmark.atomic import write_bytes
 from benchmark.diagnostics import PICK_COLUMNS
 from benchmark.leaderboard import curve_bands, group_info, group_key, is_finite, leaderboard
 from benchmark.learner_summary import learner_summary, summary_markdown
-from benchmark.plots import format_pm, markdown_table
+from benchmark.plots import format_pm, markdown_table, safe_name
 from benchmark.results import CELL, GROUP
 from benchmark.threads import available_cores
-
-
-def safe_name(text: str) -> str:
-    """A file-system-safe version of a group or spec name (letters, digits, ``. _ -``)."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "_"
 
 
 def _group_file_names(groups: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
@@ -286,7 +280,7 @@ def _html(sections: list[Section], has_plots: set[str]) -> str:
     return "\n".join(parts)
 
 
-def _rows(board: pd.DataFrame, section: Section) -> pd.DataFrame:
+def group_rows(board: pd.DataFrame, section: Section) -> pd.DataFrame:
     """The leaderboard rows of one section's group."""
     return board[(board["dataset"] == section.dataset) & (board["learner"] == section.learner)]
 
@@ -332,7 +326,7 @@ def write_report(out_dir: Path, runs: pd.DataFrame, curves: pd.DataFrame) -> lis
     # Each group's figures are independent: drawn in worker processes when there are cores.
     work = []
     for s in groups:
-        rows = _rows(board, s)
+        rows = group_rows(board, s)
         if not len(rows):
             continue
         budget = rows["budget"].iloc[0]
@@ -350,7 +344,7 @@ def write_report(out_dir: Path, runs: pd.DataFrame, curves: pd.DataFrame) -> lis
     figures: list[Path] = [path for pair in drawn for path in pair]
     with_plots = {args[1].file_name for args in work}
     if len(board):
-        panels = [(s.title, _rows(board, s)) for s in groups]
+        panels = [(s.title, group_rows(board, s)) for s in groups]
         with matplotlib.style.context("default"):
             figures.append(
                 plots.plot_overview(

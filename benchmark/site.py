@@ -158,7 +158,7 @@ def publish(results_dir: Path, site_dir: Path, *, refresh_report: bool = True) -
     down_sections, down_notes, _ = downstream_report.render(results_dir)
 
     pages = [_index(shown, empty, board, runs, bool(down_sections))]
-    pages += [_group_page(s, _rows(board, s), down_sections) for s in shown]
+    pages += [_group_page(s, report.group_rows(board, s), down_sections) for s in shown]
     if down_sections:
         pages.append(
             Page("downstream.html", "What cleaning buys downstream", _downstream(down_sections, down_notes))
@@ -193,10 +193,6 @@ def _copy(source: Path, target: Path) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(source, target)
     return target
-
-
-def _rows(board: pd.DataFrame, section: report.Section) -> pd.DataFrame:
-    return board[(board["dataset"] == section.dataset) & (board["learner"] == section.learner)]
 
 
 def _e(text: object) -> str:
@@ -283,7 +279,7 @@ def _index(
 ) -> Page:
     cards = []
     for s in shown:
-        head = _headline(_rows(board, s))
+        head = _headline(report.group_rows(board, s))
         detail = (
             f'<div class="big">{_e(head[1])}</div>'
             f'<div class="detail">best: {_e(head[0])}<br>{_e(head[2])}</div>'
