@@ -138,7 +138,96 @@ def build_parser() -> argparse.ArgumentParser:
 
     rep = sub.add_parser("report", help="rebuild leaderboard tables and plots from a results folder")
     rep.add_argument("dir", type=Path, help="results folder holding runs.parquet and curves.parquet")
+    _clean(sub)
     return p
+
+
+def _clean(sub: Any) -> None:
+    """``alcbench clean init|next|ingest|status|export|refit|release``."""
+    clean = sub.add_parser(
+        "clean",
+        help="clean your own data: a relabelling queue in a strategy's order, with a ledger of expert answers",
+    )
+    ops = clean.add_subparsers(dest="clean_command", required=True)
+    init = ops.add_parser("init", help="create a cleaning project in DIR")
+    init.add_argument("dir", type=Path, help="project folder (created; holds the ledger)")
+    init.add_argument(
+        "--labels",
+        type=Path,
+        required=True,
+        help="CSV id,label (or id,label,annotator: several labels per sample)",
+    )
+    src = init.add_mutually_exclusive_group(required=True)
+    src.add_argument(
+        "--posteriors",
+        type=Path,
+        help="model posteriors: .npy (N x C or T x N x C, rows in the labels file's order) or a CSV "
+        "with an id column and one column per class",
+    )
+    src.add_argument(
+        "--learner", help="a registered learner fitted on --images and the labels (e.g. smallcnn)"
+    )
+    init.add_argument("--images", type=Path, help="folder of <id>.png|jpg|... images (with --learner)")
+    init.add_argument(
+        "--image-size", type=_count(1), default=32, help="images are resized to this (default 32)"
+    )
+    init.add_argument("--classes", help="class order, comma-separated (default: sorted names in the labels)")
+    init.add_argument("--strategy", default="eq2[hinge=0.3]", help="strategy spec (default eq2[hinge=0.3])")
+    init.add_argument(
+        "--budget", type=_count(0), default=None, help="expert answers to spend (default: no limit)"
+    )
+    init.add_argument(
+        "--seed", type=_count(0), default=0, help="breaks ties between equal scores (default 0)"
+    )
+    init.add_argument(
+        "--refit-every",
+        type=_count(1),
+        default=None,
+        metavar="B",
+        help="re-fit the learner on the current labels after every B new answers, and re-rank",
+    )
+    init.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    nxt = ops.add_parser("next", help="the next batch to annotate, in the strategy's order")
+    nxt.add_argument("dir", type=Path, help="project folder")
+    nxt.add_argument("--n", type=_count(1), default=50, help="samples in the batch (default 50)")
+    nxt.add_argument("--format", choices=("csv", "labelstudio"), default="csv", help="batch file format")
+    nxt.add_argument(
+        "--out", type=Path, default=None, help="batch file written (default DIR/batches/batch-NNNN.csv|.json)"
+    )
+    nxt.add_argument(
+        "--image-url",
+        default=None,
+        help="Label Studio tasks: URL of each image, with {id} and {file} filled in "
+        "(default: Label Studio's local-files URL of the image file)",
+    )
+
+    ing = ops.add_parser(
+        "ingest", help="add expert answers (CSV id,label,annotator[,time] or a Label Studio export)"
+    )
+    ing.add_argument("dir", type=Path, help="project folder")
+    ing.add_argument("answers", type=Path, nargs="+", help="answer files (.csv, or .json from Label Studio)")
+    ing.add_argument("--no-refit", action="store_true", help="do not re-fit now even if --refit-every is due")
+    ing.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    st = ops.add_parser("status", help="answers spent, samples settled, labels changed, mislabelled left")
+    st.add_argument("dir", type=Path, help="project folder")
+    st.add_argument("--json", action="store_true", help="print as JSON")
+
+    ex = ops.add_parser("export", help="the cleaned labels as a CSV")
+    ex.add_argument("dir", type=Path, help="project folder")
+    ex.add_argument(
+        "out", type=Path, help="CSV written: id, label, votes per class, agreement, changed, annotators"
+    )
+
+    rf = ops.add_parser("refit", help="new posteriors: re-fit the project's learner, or read --posteriors")
+    rf.add_argument("dir", type=Path, help="project folder")
+    rf.add_argument("--posteriors", type=Path, default=None, help="posteriors file (as init reads)")
+    rf.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    rel = ops.add_parser("release", help="close open questions; unanswered samples go back to the queue")
+    rel.add_argument("dir", type=Path, help="project folder")
+    rel.add_argument("--batch", type=_count(1), default=None, help="only this batch (default: all open ones)")
 
 
 def _inputs(p: argparse.ArgumentParser) -> None:

@@ -390,6 +390,12 @@ def cmd_publish(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_clean(args: argparse.Namespace) -> int:
+    from benchmark.clean.cli import run_clean
+
+    return run_clean(args)
+
+
 COMMANDS = {
     "list": cmd_list,
     "run": cmd_run,
@@ -398,6 +404,7 @@ COMMANDS = {
     "report": cmd_report,
     "downstream": cmd_downstream,
     "publish": cmd_publish,
+    "clean": cmd_clean,
 }
 
 

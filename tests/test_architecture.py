@@ -53,6 +53,15 @@ FLOORS: dict[str, int] = {
     "downstream_report": 9,
     "report": 10,
     "site": 11,
+    # cleaning a team's own data: the ledger and its inputs, the queue, its files, its commands
+    "clean.ledger": 0,
+    "clean.inputs": 0,
+    "clean.labelstudio": 0,
+    "clean.project": 5,
+    "clean.example": 5,
+    "clean.batches": 6,
+    "clean": 7,
+    "clean.cli": 7,
     # developer tools and the command line
     "perf": 11,  # every module of benchmark/perf/
     "arguments": 11,

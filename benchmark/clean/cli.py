@@ -1,0 +1,121 @@
+"""``alcbench clean``: the command line of :mod:`benchmark.clean.project`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+from benchmark.clean.batches import write_csv, write_labelstudio
+from benchmark.clean.project import Project, Status
+from benchmark.trajectory import StrategyError
+
+
+def run_clean(args: argparse.Namespace) -> int:
+    try:
+        return _run(args)
+    except StrategyError as exc:  # a strategy plugin that raised: named in the message
+        raise ValueError(str(exc)) from exc
+
+
+def _run(args: argparse.Namespace) -> int:
+    command = args.clean_command
+    if command == "init":
+        return _init(args)
+    with Project(args.dir) as project:
+        if command == "next":
+            return _next(project, args)
+        if command == "ingest":
+            return _ingest(project, args)
+        if command == "status":
+            status = project.status()
+            print(json.dumps(asdict(status), indent=1) if args.json else format_status(status))
+            return 0
+        if command == "export":
+            n = project.export(args.out)
+            print(f"wrote {args.out}: {n} samples")
+            return 0
+        if command == "refit":
+            generation = project.refit(args.posteriors, progress=not args.no_progress)
+            print(f"model generation {generation}: the queue now ranks by it")
+            return 0
+        if command == "release":
+            n = project.release(args.batch)
+            print(f"released {n} open question(s)")
+            return 0
+    raise AssertionError(command)
+
+
+def _init(args: argparse.Namespace) -> int:
+    classes = None if args.classes is None else [c.strip() for c in args.classes.split(",")]
+    project = Project.init(
+        args.dir,
+        labels=args.labels,
+        posteriors=args.posteriors,
+        learner=args.learner,
+        images=args.images,
+        classes=classes,
+        strategy=args.strategy,
+        budget=args.budget,
+        seed=args.seed,
+        refit_every=args.refit_every,
+        image_size=args.image_size,
+        progress=not args.no_progress,
+    )
+    with project:
+        status = project.status()
+        print(
+            f"created {args.dir}: {status.samples} samples, {len(status.classes)} classes "
+            f"({', '.join(status.classes)}), strategy {status.strategy}, "
+            f"budget {'none' if status.budget is None else status.budget}; "
+            f"about {status.estimated_mislabelled_left:.0f} labels look wrong to the model"
+        )
+    return 0
+
+
+def _next(project: Project, args: argparse.Namespace) -> int:
+    batch = project.next(args.n)
+    if batch.number is None:
+        print(batch.why_empty)
+        return 0
+    suffix = ".json" if args.format == "labelstudio" else ".csv"
+    out = args.out or project.folder / "batches" / f"batch-{batch.number:04d}{suffix}"
+    if args.format == "labelstudio":
+        generation = project.status().model_generation
+        write_labelstudio(
+            Path(out), batch.questions, image_url=args.image_url, model_version=f"alcbench model {generation}"
+        )
+    else:
+        write_csv(Path(out), batch.questions)
+    new = sum(q.kind == "new" for q in batch.questions)
+    more = len(batch.questions) - new
+    print(
+        f"batch {batch.number}: {len(batch.questions)} sample(s) ({new} new, {more} needing another answer) "
+        f"-> {out}"
+    )
+    return 0
+
+
+def _ingest(project: Project, args: argparse.Namespace) -> int:
+    for path in args.answers:
+        report = project.ingest(path, refit=not args.no_refit, progress=not args.no_progress)
+        print(
+            f"{path}: {report.added} answer(s) added, {report.duplicates} already in the ledger, "
+            f"{report.settled} sample(s) settled" + ("; model re-fitted" if report.refitted else "")
+        )
+    return 0
+
+
+def format_status(s: Status) -> str:
+    budget = "no limit" if s.budget is None else f"{s.budget} ({s.budget_left} left)"
+    lines = [
+        f"strategy          {s.strategy}",
+        f"samples           {s.samples} ({len(s.classes)} classes)",
+        f"answers spent     {s.spent}; budget {budget}",
+        f"samples reviewed  {s.selected} ({s.settled} settled, {s.unsettled} waiting for another answer, "
+        f"{s.open_questions} open question(s) in {s.batches} batch(es))",
+        f"labels changed    {s.labels_changed}",
+        f"mislabelled left  about {s.estimated_mislabelled_left:.1f} (model generation {s.model_generation})",
+    ]
+    return "\n".join(lines)
