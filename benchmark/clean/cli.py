@@ -69,7 +69,7 @@ def _init(args: argparse.Namespace) -> int:
             f"created {args.dir}: {status.samples} samples, {len(status.classes)} classes "
             f"({', '.join(status.classes)}), strategy {status.strategy}, "
             f"budget {'none' if status.budget is None else status.budget}; "
-            f"about {status.estimated_mislabelled_left:.0f} labels look wrong to the model"
+            f"the model disagrees with {status.estimated_mislabelled_left} label(s)"
         )
     return 0
 
@@ -116,6 +116,7 @@ def format_status(s: Status) -> str:
         f"samples reviewed  {s.selected} ({s.settled} settled, {s.unsettled} waiting for another answer, "
         f"{s.open_questions} open question(s) in {s.batches} batch(es))",
         f"labels changed    {s.labels_changed}",
-        f"mislabelled left  about {s.estimated_mislabelled_left:.1f} (model generation {s.model_generation})",
+        f"mislabelled left  about {s.estimated_mislabelled_left} (labels not settled that the model "
+        f"disagrees with; model generation {s.model_generation})",
     ]
     return "\n".join(lines)

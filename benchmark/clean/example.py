@@ -44,14 +44,29 @@ def sample_ids(task: CleaningTask) -> list[str]:
 
 
 def prepare(
-    out: Path, n: int, *, spec: str = DATASET, data_root: Path | None = None, images: bool = True
+    out: Path,
+    n: int,
+    *,
+    spec: str = DATASET,
+    data_root: Path | None = None,
+    images: bool = True,
+    posteriors: Path | None = None,
 ) -> Path:
-    """Writes ``labels.csv`` (id,label) and, with ``images``, ``images/<id>.png``."""
+    """Writes ``labels.csv`` (id,label), with ``images`` also ``images/<id>.png``, and with
+    ``posteriors`` (a file of the whole task's posteriors, ``alcbench fit --export``) the first
+    ``n`` rows of it as ``posteriors.npy``."""
     from PIL import Image
+
+    from benchmark.posteriors import load_posteriors_file
 
     task = load_task(spec, data_root)
     if not 0 < n <= task.n_samples:
         raise ValueError(f"--n must be in 1..{task.n_samples}, got {n}")
+    if posteriors is not None:
+        post = load_posteriors_file(posteriors, task.n_samples, task.n_classes)
+        buffer = io.BytesIO()
+        np.save(buffer, post.probs[:n])
+        write_bytes(out / "posteriors.npy", buffer.getvalue())
     ids = sample_ids(task)[:n]
     lines = ["id,label"] + [
         f"{sid},{task.class_names[y]}" for sid, y in zip(ids, task.noisy_labels[:n], strict=True)
@@ -105,6 +120,31 @@ def answer_file(batch: Path, *, seed: int = 0, spec: str = DATASET, data_root: P
     return sum(drawn.values()) - before
 
 
+def score(cleaned: Path, *, spec: str = DATASET, data_root: Path | None = None) -> dict[str, int]:
+    """How an exported ``cleaned.csv`` compares with CIFAR-10H's plurality labels: the samples
+    mislabelled before and after, and how many labels were changed."""
+    import pandas as pd
+
+    task = load_task(spec, data_root)
+    table = pd.read_csv(cleaned, dtype={"id": str})
+    index = {sid: i for i, sid in enumerate(sample_ids(task))}
+    unknown = [sid for sid in table["id"] if sid not in index]
+    if unknown:
+        raise ValueError(f"{cleaned}: {len(unknown)} id(s) are not {spec} samples (first: {unknown[0]!r})")
+    rows = np.array([index[sid] for sid in table["id"]])
+    classes = list(task.class_names)
+    truth = task.true_labels[rows]
+    before = np.array([classes.index(c) for c in table["initial_label"]])
+    after = np.array([classes.index(c) for c in table["label"]])
+    return {
+        "samples": len(rows),
+        "mislabelled_before": int((before != truth).sum()),
+        "mislabelled_after": int((after != truth).sum()),
+        "changed": int((before != after).sum()),
+        "changed_to_right": int(((before != after) & (after == truth)).sum()),
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m benchmark.clean.example", description=__doc__.split("\n\n")[0]
@@ -114,16 +154,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     prep.add_argument("dir", type=Path)
     prep.add_argument("--n", type=int, default=200)
     prep.add_argument("--dataset", default=DATASET)
+    prep.add_argument("--posteriors", type=Path, default=None, help="the whole task's posteriors (.npy)")
     prep.add_argument("--data-root", type=Path, default=None)
     ans = sub.add_parser("answer", help="fill in a batch CSV from CIFAR-10H's human annotations")
     ans.add_argument("batch", type=Path)
     ans.add_argument("--seed", type=int, default=0)
     ans.add_argument("--dataset", default=DATASET)
     ans.add_argument("--data-root", type=Path, default=None)
+    sc = sub.add_parser("score", help="compare an exported cleaned.csv with CIFAR-10H's plurality labels")
+    sc.add_argument("cleaned", type=Path)
+    sc.add_argument("--dataset", default=DATASET)
+    sc.add_argument("--data-root", type=Path, default=None)
     args = p.parse_args(argv)
     if args.command == "prepare":
-        path = prepare(args.dir, args.n, spec=args.dataset, data_root=args.data_root)
-        print(f"wrote {path} and {args.dir / 'images'}: {args.n} samples")
+        path = prepare(
+            args.dir, args.n, spec=args.dataset, data_root=args.data_root, posteriors=args.posteriors
+        )
+        extra = " and posteriors.npy" if args.posteriors is not None else ""
+        print(f"wrote {path}, {args.dir / 'images'}{extra}: {args.n} samples")
+    elif args.command == "score":
+        r = score(args.cleaned, spec=args.dataset, data_root=args.data_root)
+        print(
+            f"{r['samples']} samples: {r['mislabelled_before']} mislabelled before, "
+            f"{r['mislabelled_after']} after; "
+            f"{r['changed']} labels changed, {r['changed_to_right']} of them to the right class"
+        )
     else:
         n = answer_file(args.batch, seed=args.seed, spec=args.dataset, data_root=args.data_root)
         print(f"{args.batch}: {n} answers filled in")

@@ -112,7 +112,8 @@ class Status:
     unsettled: int  # selected, answered, no strict majority yet
     open_questions: int
     labels_changed: int
-    estimated_mislabelled_left: float
+    #: samples not settled whose label is not the model's top class
+    estimated_mislabelled_left: int
     model_generation: int
     batches: int
     over_budget: int = 0  # answers received past the budget (at most the last sample's)
@@ -609,10 +610,9 @@ class Project:
         state = self._state(self._conn)
         settled = state.settled
         current = np.argmax(state.counts, axis=1)
-        p_current = state.probs[np.arange(len(self.ids)), current].astype(np.float64)
-        # samples settled by the experts are taken as right; the others are wrong with the
-        # model's probability of a class other than their current label
-        mislabelled_left = float((1.0 - p_current)[~settled].sum())
+        # the samples the experts have not settled whose label is not the model's top class:
+        # an estimate as good as the model (the posteriors of the latest fit)
+        mislabelled_left = int(((np.argmax(state.probs, axis=1) != current) & ~settled).sum())
         n_batches = int(self._conn.execute("SELECT COUNT(*) FROM batches").fetchone()[0])
         unsettled = int((state.selected & ~settled & (state.answers > 0)).sum())
         return Status(
