@@ -196,6 +196,13 @@ def _clean(sub: Any) -> None:
         "--out", type=Path, default=None, help="batch file written (default DIR/batches/batch-NNNN.csv|.json)"
     )
     nxt.add_argument(
+        "--again",
+        type=_count(1),
+        default=None,
+        metavar="K",
+        help="write batch K's open questions again (a lost or damaged batch file) instead of a new batch",
+    )
+    nxt.add_argument(
         "--image-url",
         default=None,
         help="Label Studio tasks: URL of each image, with {id} and {file} filled in "

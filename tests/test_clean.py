@@ -195,6 +195,23 @@ def test_the_budget_stops_new_samples_and_the_last_one_may_finish_past_it(toy: d
         assert p.status().over_budget == 3
 
 
+def test_a_lost_batch_file_is_written_again_with_its_open_questions(
+    toy: dict[str, Path], tmp_path: Path
+) -> None:
+    with init_toy(toy) as p:
+        first = p.next(2)
+        p.add_answers([_vote("s4", "dog")])
+    out = tmp_path / "again.csv"
+    assert main(["clean", "next", str(toy["dir"]), "--again", str(first.number), "--out", str(out)]) == 0
+    rows = read_csv(out)
+    assert [(r["id"], r["request"]) for r in rows] == [("s2", str(first.questions[0].request))]
+    with (
+        Project(toy["dir"]) as p,
+        pytest.raises(ProjectError, match="no batch 7 \\(batches 1..1 were handed out\\)"),
+    ):
+        p.batch(7)
+
+
 def test_release_returns_unanswered_samples_to_the_queue(toy: dict[str, Path]) -> None:
     with init_toy(toy) as p:
         first = p.next(2)

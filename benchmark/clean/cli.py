@@ -75,8 +75,8 @@ def _init(args: argparse.Namespace) -> int:
 
 
 def _next(project: Project, args: argparse.Namespace) -> int:
-    batch = project.next(args.n)
-    if batch.number is None:
+    batch = project.next(args.n) if args.again is None else project.batch(args.again)
+    if not batch.questions:
         print(batch.why_empty)
         return 0
     suffix = ".json" if args.format == "labelstudio" else ".csv"

@@ -405,6 +405,21 @@ class Project:
                     questions.append(self._question(int(cur.lastrowid or 0), batch, i, kind, state, scores))
         return Batch(batch, questions)
 
+    def batch(self, number: int) -> Batch:
+        """The questions of batch ``number`` that are still open (to write its file again)."""
+        exists = self._conn.execute("SELECT 1 FROM batches WHERE batch = ?", (number,)).fetchone()
+        if exists is None:
+            last = self._conn.execute("SELECT COALESCE(MAX(batch), 0) FROM batches").fetchone()[0]
+            raise ProjectError(f"{self.folder}: no batch {number} (batches 1..{last} were handed out)")
+        state = self._state(self._conn)
+        scores = self.scores(state)
+        rows = self._conn.execute(
+            "SELECT request, idx, kind FROM requests WHERE batch = ? AND state = 'open' ORDER BY request",
+            (number,),
+        ).fetchall()
+        questions = [self._question(r, number, i, kind, state, scores) for r, i, kind in rows]
+        return Batch(number, questions, "" if questions else f"batch {number} has no open questions left")
+
     def _question(
         self, request: int, batch: int, i: int, kind: str, state: _State, scores: np.ndarray
     ) -> Question:
