@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -547,9 +548,10 @@ class Echo(Learner):
 '''
 
 
-def test_refit_every_b_answers_refits_the_learner_and_reranks(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def echo_learner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """The ``echo`` learner registered from a plugin folder; yields an images folder of six
+    12x12 PNG files ``x0`` .. ``x5`` and ``labels.csv`` beside it (labels a, b, c, a, b, c)."""
     from PIL import Image
 
     from benchmark import registry
@@ -561,39 +563,37 @@ def test_refit_every_b_answers_refits_the_learner_and_reranks(
     registry.refresh()
     images = tmp_path / "images"
     images.mkdir()
-    ids = [f"x{i}" for i in range(6)]
-    for k, sid in enumerate(ids):
-        Image.fromarray(np.full((12, 12, 3), 40 * k, dtype=np.uint8)).save(images / f"{sid}.png")
-    labels = tmp_path / "labels.csv"
-    labels.write_text("id,label\n" + "".join(f"{sid},{'abc'[k % 3]}\n" for k, sid in enumerate(ids)))
-    try:
-        folder = tmp_path / "project"
-        argv = [
-            "clean",
-            "init",
-            str(folder),
-            "--labels",
-            str(labels),
-            "--learner",
-            "echo",
-            "--images",
-            str(images),
-        ]
-        argv += ["--image-size", "8", "--strategy", "loss", "--refit-every", "2"]
-        assert main(argv) == 0
-        with Project(folder) as p:
-            assert [q.sample_id for q in p.next(1).questions] == ["x0"]  # labelled a, looks like c
-            p.add_answers([_vote("x0", "b", "r1")])  # 1:1, the learner now sees label a (first max)
-            assert p.status().model_generation == 0
-            batch = p.next(1)
-            assert [(q.sample_id, q.kind) for q in batch.questions] == [("x0", "more")]
-            report = p.add_answers([_vote("x0", "b", "r2")])
-            assert report.refitted and p.status().model_generation == 1
-            # the re-fitted model agrees with every current label: ties broken by the seed
-            assert p.scores()[1:].tolist() == pytest.approx([-np.log(0.9) / np.log(3)] * 5)
-    finally:
-        monkeypatch.delenv("ALCBENCH_PLUGIN_PATH")
-        registry.refresh()
+    for k in range(6):
+        Image.fromarray(np.full((12, 12, 3), 40 * k, dtype=np.uint8)).save(images / f"x{k}.png")
+    (tmp_path / "labels.csv").write_text("id,label\n" + "".join(f"x{k},{'abc'[k % 3]}\n" for k in range(6)))
+    yield images
+    monkeypatch.delenv("ALCBENCH_PLUGIN_PATH")
+    registry.refresh()
+
+
+def test_refit_every_b_answers_refits_the_learner_and_reranks(echo_learner: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "project"
+    argv = ["clean", "init", str(folder), "--labels", str(tmp_path / "labels.csv"), "--learner", "echo"]
+    argv += ["--images", str(echo_learner), "--image-size", "8", "--strategy", "loss", "--refit-every", "2"]
+    assert main(argv) == 0
+    with Project(folder) as p:
+        assert [q.sample_id for q in p.next(1).questions] == ["x0"]  # labelled a, looks like c
+        p.add_answers([_vote("x0", "b", "r1")])  # 1:1, the learner now sees label a (first max)
+        assert p.status().model_generation == 0
+        batch = p.next(1)
+        assert [(q.sample_id, q.kind) for q in batch.questions] == [("x0", "more")]
+        report = p.add_answers([_vote("x0", "b", "r2")])
+        assert report.refitted and p.status().model_generation == 1
+        # the re-fitted model agrees with every current label
+        assert p.scores()[1:].tolist() == pytest.approx([-np.log(0.9) / np.log(3)] * 5)
+
+
+def test_a_corrupt_image_is_named_and_no_project_is_left(echo_learner: Path, tmp_path: Path) -> None:
+    (echo_learner / "x3.png").write_bytes(b"not a png at all")
+    with pytest.raises(ProjectError) as err:
+        Project.init(tmp_path / "p", labels=tmp_path / "labels.csv", learner="echo", images=echo_learner)
+    assert str(err.value).startswith(f"{echo_learner / 'x3.png'}: cannot be read as an image (")
+    assert not (tmp_path / "p" / "ledger.sqlite").exists()
 
 
 def test_refit_with_new_posteriors_reranks(toy: dict[str, Path], tmp_path: Path) -> None:
