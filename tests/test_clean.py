@@ -418,6 +418,25 @@ def test_label_studio_round_trip_through_our_tasks_and_its_export_format(
         assert p.status().open_questions == 0
 
 
+def test_an_answer_edited_in_label_studio_replaces_its_label(toy: dict[str, Path], tmp_path: Path) -> None:
+    with init_toy(toy) as p:
+        tasks = labelstudio_tasks(p.next(2).questions)
+        export = json.loads((FIXTURES / "export.json").read_text())
+        for exported, ours in zip(export, tasks, strict=True):
+            exported["data"] = ours["data"]
+        path = tmp_path / "export.json"
+        path.write_text(json.dumps(export))
+        p.ingest(path)
+        export[1]["annotations"][0]["result"][0]["value"]["choices"] = ["fox"]  # s4: cat -> fox
+        export[1]["annotations"][0]["updated_at"] = "2026-11-30T10:02:00.000000Z"
+        path.write_text(json.dumps(export))
+        report = p.ingest(path)
+        assert (report.added, report.duplicates, report.corrected) == (0, 2, 1)
+        row = next(r for r in p.table() if r["id"] == "s4")
+        assert (row["votes_cat"], row["votes_fox"], row["answers"]) == (0, 1, 1)
+        assert p.status().spent == 3
+
+
 def test_label_studio_export_fixture_reads_as_documented() -> None:
     votes = read_labelstudio_export(FIXTURES / "export.json")
     assert [(v.sample_id, v.label, v.annotator) for v in votes] == [

@@ -102,7 +102,9 @@ def _ingest(project: Project, args: argparse.Namespace) -> int:
         report = project.ingest(path, refit=not args.no_refit, progress=not args.no_progress)
         print(
             f"{path}: {report.added} answer(s) added, {report.duplicates} already in the ledger, "
-            f"{report.settled} sample(s) settled" + ("; model re-fitted" if report.refitted else "")
+            f"{report.settled} sample(s) settled"
+            + (f", {report.corrected} earlier answer(s) corrected" if report.corrected else "")
+            + ("; model re-fitted" if report.refitted else "")
         )
     return 0
 

@@ -77,7 +77,8 @@ CREATE TABLE ingests (
     sha256 TEXT NOT NULL,
     created TEXT NOT NULL,
     added INTEGER NOT NULL,
-    duplicates INTEGER NOT NULL
+    duplicates INTEGER NOT NULL,
+    corrected INTEGER NOT NULL DEFAULT 0
 );
 """
 

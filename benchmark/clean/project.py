@@ -98,6 +98,7 @@ class IngestReport:
     duplicates: int
     settled: int  # samples settled by this file
     refitted: bool = False
+    corrected: int = 0  # answers ingested before whose label this file changes
 
 
 @dataclass(frozen=True)
@@ -475,7 +476,8 @@ class Project:
         """Adds the answers of a CSV or Label Studio export, all of them or (on any error) none.
 
         Answers already in the ledger (the same file ingested again, or an export that repeats
-        earlier answers) are recognised and not added twice.
+        earlier answers) are recognised and not added twice; one that comes back with another
+        label (an annotation edited in Label Studio, a batch row changed) replaces its label.
         """
         path = Path(path)
         votes = read_answers(path)
@@ -533,17 +535,25 @@ class Project:
                 or 0
             )
             next_position = int(before.position.max(initial=-1)) + 1
-            added = duplicates = 0
+            added = duplicates = corrected = 0
             for v in votes:
-                i = self.index[v.sample_id]
-                cur = conn.execute(
-                    "INSERT OR IGNORE INTO votes (idx, label, annotator, time, source, request, key, ingest) "
-                    "VALUES (?, ?, ?, ?, 'answer', ?, ?, ?)",
-                    (i, self.class_index[v.label], v.annotator, v.time, v.request, v.key or None, ingest_id),
-                )
-                if cur.rowcount == 0:
-                    duplicates += 1
+                i, label = self.index[v.sample_id], self.class_index[v.label]
+                known = conn.execute("SELECT vote, label FROM votes WHERE key = ?", (v.key,)).fetchone()
+                if known is not None:
+                    if known[1] == label:
+                        duplicates += 1
+                    else:  # the same answer with another label: the annotator corrected it
+                        conn.execute(
+                            "UPDATE votes SET label = ?, time = ?, ingest = ? WHERE vote = ?",
+                            (label, v.time, ingest_id, known[0]),
+                        )
+                        corrected += 1
                     continue
+                conn.execute(
+                    "INSERT INTO votes (idx, label, annotator, time, source, request, key, ingest) "
+                    "VALUES (?, ?, ?, ?, 'answer', ?, ?, ?)",
+                    (i, label, v.annotator, v.time, v.request, v.key or None, ingest_id),
+                )
                 added += 1
                 if v.request is not None:
                     conn.execute(
@@ -572,7 +582,7 @@ class Project:
         if refit and self.refit_every and after.spent - after.model_answers >= self.refit_every:
             self.refit(progress=progress)
             refitted = True
-        return IngestReport(file, added, duplicates, settled, refitted)
+        return IngestReport(file, added, duplicates, settled, refitted, corrected)
 
     # ------------------------------------------------------------------ refit
 
