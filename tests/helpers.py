@@ -63,3 +63,17 @@ def plugin_helper(folder: str, name: str) -> ModuleType:
     from benchmark.registry import PROJECT_ROOT
 
     return importlib.import_module(f"{_plugins.folder_package(PROJECT_ROOT, folder)}.{name}")
+
+
+#: A cleaning project's toy data (tests/test_clean.py, tests/test_labelstudio_server.py): six
+#: samples of three classes and a model that doubts s2 and s4 most.
+TOY_CLASSES = ("cat", "dog", "fox")
+TOY_LABELS = {"s0": "cat", "s1": "dog", "s2": "cat", "s3": "fox", "s4": "dog", "s5": "fox"}
+TOY_POSTERIORS = [
+    [0.90, 0.05, 0.05],
+    [0.10, 0.80, 0.10],
+    [0.05, 0.90, 0.05],  # labelled cat, looks like a dog
+    [0.10, 0.10, 0.80],
+    [0.70, 0.20, 0.10],  # labelled dog, looks like a cat
+    [0.20, 0.20, 0.60],
+]

@@ -12,10 +12,12 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import TOY_CLASSES, TOY_LABELS, TOY_POSTERIORS
 
 from benchmark.clean import InputError, Project, ProjectError
 from benchmark.clean.batches import labelstudio_tasks
@@ -28,7 +30,7 @@ from benchmark.posteriors import PosteriorsError
 from benchmark.trajectory import build_trajectory
 
 FIXTURES = Path(__file__).parent / "data" / "labelstudio"
-CLASSES = ("cat", "dog", "fox")
+CLASSES = TOY_CLASSES
 
 
 def write_csv(path: Path, rows: list[dict[str, object]]) -> Path:
@@ -48,22 +50,12 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 def toy(tmp_path: Path) -> dict[str, Path]:
     """Six samples, three classes; the model doubts s2 and s4 most."""
     labels = tmp_path / "labels.csv"
-    labels.write_text("id,label\ns0,cat\ns1,dog\ns2,cat\ns3,fox\ns4,dog\ns5,fox\n")
-    probs = np.array(
-        [
-            [0.90, 0.05, 0.05],
-            [0.10, 0.80, 0.10],
-            [0.05, 0.90, 0.05],  # labelled cat, looks like a dog
-            [0.10, 0.10, 0.80],
-            [0.70, 0.20, 0.10],  # labelled dog, looks like a cat
-            [0.20, 0.20, 0.60],
-        ]
-    )
-    np.save(tmp_path / "p.npy", probs)
+    labels.write_text("id,label\n" + "".join(f"{i},{c}\n" for i, c in TOY_LABELS.items()))
+    np.save(tmp_path / "p.npy", np.array(TOY_POSTERIORS))
     return {"labels": labels, "posteriors": tmp_path / "p.npy", "dir": tmp_path / "project"}
 
 
-def init_toy(toy: dict[str, Path], **kwargs: object) -> Project:
+def init_toy(toy: dict[str, Path], **kwargs: Any) -> Project:
     return Project.init(
         toy["dir"], labels=toy["labels"], posteriors=toy["posteriors"], strategy="loss", **kwargs
     )

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from helpers import TOY_CLASSES, TOY_LABELS, TOY_POSTERIORS
 from PIL import Image
 
 from benchmark.clean import Project
@@ -50,17 +51,7 @@ PASSWORD = "alcbench-test-password"
 TOKEN = "alcbench-test-token-0123456789"
 SECOND_ANNOTATOR = "ana@example.org"
 
-CLASSES = ("cat", "dog", "fox")
-
-LABELS = {"s0": "cat", "s1": "dog", "s2": "cat", "s3": "fox", "s4": "dog", "s5": "fox"}
-POSTERIORS = [
-    [0.90, 0.05, 0.05],
-    [0.10, 0.80, 0.10],
-    [0.05, 0.90, 0.05],  # labelled cat, looks like a dog
-    [0.10, 0.10, 0.80],
-    [0.70, 0.20, 0.10],  # labelled dog, looks like a cat
-    [0.20, 0.20, 0.60],
-]
+CLASSES, LABELS, POSTERIORS = TOY_CLASSES, TOY_LABELS, TOY_POSTERIORS
 
 
 class LabelStudioError(RuntimeError):
