@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 from helpers import TOY_CLASSES, TOY_LABELS, TOY_POSTERIORS
 
-from benchmark.clean import InputError, Project, ProjectError
+from benchmark.clean import InputError, Project, ProjectError, Vote
 from benchmark.clean.batches import labelstudio_tasks
 from benchmark.clean.example import answer_rows, load_task, prepare, sample_ids
 from benchmark.clean.inputs import read_labelstudio_export
@@ -212,9 +212,7 @@ def test_release_returns_unanswered_samples_to_the_queue(toy: dict[str, Path]) -
         assert [q.sample_id for q in p.next(2).questions] == ["s2", "s4"]
 
 
-def _vote(sid: str, label: str, annotator: str = "a") -> object:
-    from benchmark.clean import Vote
-
+def _vote(sid: str, label: str, annotator: str = "a") -> Vote:
     return Vote(sid, label, annotator, key=f"test:{sid}:{annotator}:{label}")
 
 
