@@ -22,6 +22,11 @@ does:
 - Active loop (``refit_every``): after every B new answers the learner is fitted again on the
   current labels and the samples not yet selected are re-ranked.
 
+Scores are computed afresh for every batch, from the label state and the latest posteriors. For
+a row-local strategy (the default contract) that is the simulator's ranking exactly; a strategy
+whose scores depend on other samples' labels is re-scored once per batch here, where the
+simulator re-scores it after every selection.
+
 Every operation is one transaction on the ledger (:mod:`benchmark.clean.ledger`): an ingest
 that fails or is killed half-way leaves nothing of its file behind.
 """
