@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``alcbench`` parser; ``args.command`` names the sub-command."""
     p = argparse.ArgumentParser(prog="alcbench", description="Benchmark suite for active label cleaning.")
     p.add_argument("--version", action="version", version=f"alcbench {benchmark.__version__}")
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="command", required=True, help="the command to run")
 
     ls = sub.add_parser("list", help="list datasets, strategies and learners")
     ls.add_argument("kind", nargs="?", default="all", help="datasets | strategies | learners | all")
@@ -148,7 +148,7 @@ def _clean(sub: Any) -> None:
         "clean",
         help="clean your own data: a relabelling queue in a strategy's order, with a ledger of expert answers",
     )
-    ops = clean.add_subparsers(dest="clean_command", required=True)
+    ops = clean.add_subparsers(dest="clean_command", required=True, help="what to do with the project")
     init = ops.add_parser("init", help="create a cleaning project in DIR")
     init.add_argument("dir", type=Path, help="project folder (created; holds the ledger)")
     init.add_argument(

@@ -351,12 +351,20 @@ def test_every_option_and_argument_has_help():
 
     from benchmark.arguments import build_parser
 
-    parser = build_parser()
-    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    for name, sub in commands.choices.items():
-        for action in sub._actions:
-            if not isinstance(action, argparse._HelpAction):
-                assert action.help, f"alcbench {name}: {action.dest} has no help text"
+    def check(parser: argparse.ArgumentParser, name: str) -> int:
+        checked = 0
+        for action in parser._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            assert action.help, f"{name}: {action.dest} has no help text"
+            checked += 1
+            if isinstance(action, argparse._SubParsersAction):
+                for sub_name, sub in action.choices.items():
+                    checked += check(sub, f"{name} {sub_name}")
+        return checked
+
+    # every level: alcbench's commands and the sub-commands of `alcbench clean`
+    assert check(build_parser(), "alcbench") > 80
 
 
 # --- 12. numeric order ----------------------------------------------------------------------
