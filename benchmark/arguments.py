@@ -146,7 +146,7 @@ def _clean(sub: Any) -> None:
     """``alcbench clean init|next|ingest|status|export|refit|release``."""
     clean = sub.add_parser(
         "clean",
-        help="clean your own data: a relabelling queue in a strategy's order, with a ledger of expert answers",
+        help="clean your own data: a relabelling queue in a strategy's order, a ledger of expert answers",
     )
     ops = clean.add_subparsers(dest="clean_command", required=True, help="what to do with the project")
     init = ops.add_parser("init", help="create a cleaning project in DIR")
