@@ -6,7 +6,7 @@ copies inside the engine package in an installed distribution), the engine packa
 built-in ``learners/``), then every folder listed in ``ALCBENCH_PLUGIN_PATH``
 (os.pathsep-separated). Every ``*.py`` file of a plugin folder whose name does not start with
 ``_`` is a plugin file; files starting with ``_`` are private helpers its plugins may import
-relatively (``from ._radiographs import read_radiograph``).
+relatively (``from ._cxr_labels import ...``).
 
 Plugin folders are not importable top-level packages (a package called ``datasets`` would
 shadow Hugging Face's): each is loaded by path as a private package,

@@ -21,10 +21,10 @@ import numpy as np
 
 from benchmark.dataroot import find_data_file, find_image_dirs
 from benchmark.plugins import Dataset, Param
+from benchmark.radiographs import load_radiographs, radiograph_inputs
 from benchmark.task import CleaningTask
 
 from . import _cxr_labels as cxr_labels
-from ._radiographs import load_radiographs, radiograph_inputs
 
 CLASSES = ("negative", "airspace_opacity")
 FOLDERS = ("noisy_pneumonia/nih", "nih", "")
@@ -119,7 +119,7 @@ def read_images(
     image_ids: list[str], data_root: Path | None, size: int | None, skip_unreadable: bool
 ) -> tuple[np.ndarray, np.ndarray, list[dict[str, str]]]:
     """(K, size, size) uint8 radiographs, the kept indices and the skipped files (see
-    :func:`_radiographs.load_radiographs`)."""
+    :func:`benchmark.radiographs.load_radiographs`)."""
     dirs = find_image_dirs(
         data_root, IMAGE_FOLDERS, what="NIH ChestX-ray14 images", how_to_get=HOW_TO_GET_IMAGES
     )

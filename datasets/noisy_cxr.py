@@ -22,10 +22,10 @@ import numpy as np
 
 from benchmark.dataroot import find_data_file, find_image_dirs
 from benchmark.plugins import Dataset, Param
+from benchmark.radiographs import load_radiographs, radiograph_inputs
 from benchmark.task import CleaningTask
 
 from . import _cxr_labels as cxr_labels
-from ._radiographs import load_radiographs, radiograph_inputs
 
 CLASSES = ("negative", "pneumonia")
 FOLDERS = ("noisy_pneumonia/rsna_kaggle", "rsna", "")
@@ -145,7 +145,7 @@ def read_images(
     patient_ids: list[str], data_root: Path | None, size: int | None, skip_unreadable: bool
 ) -> tuple[np.ndarray, np.ndarray, list[dict[str, str]]]:
     """(K, size, size) uint8 radiographs, the kept indices and the skipped files (see
-    :func:`_radiographs.load_radiographs`)."""
+    :func:`benchmark.radiographs.load_radiographs`)."""
     dirs = find_image_dirs(
         data_root,
         [f"{folder}/stage_2_train_images" if folder else "stage_2_train_images" for folder in FOLDERS],

@@ -58,7 +58,7 @@ def one_hot(labels: Sequence[int], n_classes: int) -> np.ndarray:
 
 def plugin_helper(folder: str, name: str) -> ModuleType:
     """A private helper module of one of this project's plugin folders, e.g.
-    ``plugin_helper("datasets", "_radiographs")``, imported as the plugins import it."""
+    ``plugin_helper("datasets", "_cxr_labels")``, imported as the plugins import it."""
     from benchmark import _plugins
     from benchmark.registry import PROJECT_ROOT
 

@@ -21,6 +21,7 @@ FLOORS: dict[str, int] = {
     "expert": 0,
     "threads": 0,
     "params": 0,
+    "radiographs": 1,
     # plugin contracts and what they compute with
     "plugins": 1,
     "scoring": 1,

@@ -597,6 +597,22 @@ def test_refit_every_b_answers_refits_the_learner_and_reranks(echo_learner: Path
         assert p.scores()[1:].tolist() == pytest.approx([-np.log(0.9) / np.log(3)] * 5)
 
 
+def test_dicom_images_are_read_as_the_chest_x_ray_datasets_read_them(echo_learner: Path) -> None:
+    from test_radiograph import gradient, write_dicom
+
+    from benchmark.clean.project import load_images
+    from benchmark.radiographs import read_radiograph
+
+    (echo_learner / "x1.png").unlink()
+    dicom = write_dicom(echo_learner / "x1.dcm", gradient(4095, (24, 24)), bits_stored=12)
+    images = load_images([str(echo_learner / "x0.png"), str(dicom)], 8)
+    assert images.shape == (2, 8, 8, 3)
+    for channel in range(3):
+        np.testing.assert_array_equal(images[1, :, :, channel], read_radiograph(dicom, 8))
+    row = images[1, 0, :, 0].astype(int)  # the 12-bit gradient, on the 0..255 range, still rising
+    assert (np.diff(row) > 0).all() and row[0] < 32 and row[-1] > 223
+
+
 def test_a_corrupt_image_is_named_and_no_project_is_left(echo_learner: Path, tmp_path: Path) -> None:
     (echo_learner / "x3.png").write_bytes(b"not a png at all")
     with pytest.raises(ProjectError) as err:

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import plugin_helper
 from PIL import Image
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
@@ -17,9 +16,7 @@ from test_cxr_labels import CLASS_INFO, LABELS, MAPPING, PROBS, build, populatio
 
 from benchmark import registry
 from benchmark.dataroot import DataNotFoundError
-
-_radiographs = plugin_helper("datasets", "_radiographs")
-ImageReadError = _radiographs.ImageReadError
+from benchmark.radiographs import ImageReadError
 
 SIZE = 16
 GOOGLE = "google2019_nih-chest-xray-labels.csv.gz"

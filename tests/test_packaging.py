@@ -72,7 +72,7 @@ def test_the_wheel_ships_the_plugin_folders_inside_the_engine(wheel: Path) -> No
         assert expected, folder
         for name in expected:
             assert f"benchmark/builtin/{folder}/{name}" in files
-    assert "benchmark/builtin/datasets/_radiographs.py" in files  # private helpers too
+    assert "benchmark/builtin/datasets/_cxr_labels.py" in files  # private helpers too
     assert "benchmark/builtin/datasets/data/cifar10h-counts.npy" in files
     assert "benchmark/builtin/datasets/data/README.md" in files  # the counts' licence
     # Never top-level packages: one called `datasets` would shadow Hugging Face's.

@@ -6,14 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import plugin_helper
 from PIL import Image
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
-_radiographs = plugin_helper("datasets", "_radiographs")
-ImageReadError = _radiographs.ImageReadError
-read_radiograph = _radiographs.read_radiograph
+from benchmark.radiographs import ImageReadError, read_radiograph
 
 RSNA_DICOM = "1.2.276.0.7230010.3.1.4.8323329.6904.1517875201.850819.dcm"
 NIH_PNG = "00000001_000.png"

@@ -58,7 +58,7 @@ from benchmark.trajectory import checked_scores, ranking
 #: budget still covers one more sample (see the module's docstring).
 EXTRA_ANSWERS_PER_OPEN_SAMPLE = 2
 #: Image files ``--images`` looks for, by suffix.
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".dcm", ".dicom")
 #: Test hook: seconds to sleep after each answer an ingest writes (inside its transaction), and
 #: a line on stderr per answer, so a test can kill an ingest between rows.
 PAUSE_ENV = "ALCBENCH_INGEST_PAUSE"
@@ -809,13 +809,23 @@ def _find_images(folder: Path, ids: Sequence[str]) -> list[Path]:
 
 
 def load_images(paths: Sequence[str | None], size: int) -> np.ndarray:
-    """(N, size, size, 3) uint8 from the image files, each resized to ``size``."""
+    """(N, size, size, 3) uint8 from the image files, each resized to ``size``. DICOM files
+    (radiographs) are read as greyscale by :func:`benchmark.radiographs.read_radiograph`, as the
+    chest X-ray datasets read them, and repeated over the three channels."""
     from PIL import Image, UnidentifiedImageError
+
+    from benchmark.radiographs import DICOM_SUFFIXES, ImageReadError, read_radiograph
 
     out = np.empty((len(paths), size, size, 3), dtype=np.uint8)
     for k, p in enumerate(paths):
         if p is None:
             raise ProjectError("the project has no images (it was created from posteriors)")
+        if Path(p).suffix.lower() in DICOM_SUFFIXES:
+            try:
+                out[k] = read_radiograph(p, size)[:, :, None]
+            except ImageReadError as exc:
+                raise ProjectError(str(exc)) from exc
+            continue
         try:
             with Image.open(p) as image:
                 rgb = image.convert("RGB")
