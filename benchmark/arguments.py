@@ -220,6 +220,13 @@ def _clean(sub: Any) -> None:
     st = ops.add_parser("status", help="answers spent, samples settled, labels changed, mislabelled left")
     st.add_argument("dir", type=Path, help="project folder")
     st.add_argument("--json", action="store_true", help="print as JSON")
+    st.add_argument(
+        "--plot",
+        type=Path,
+        default=None,
+        metavar="FILE.png",
+        help="also draw labels changed and samples settled against the answers spent (PNG, SVG and PDF)",
+    )
 
     ex = ops.add_parser("export", help="the cleaned labels as a CSV")
     ex.add_argument("dir", type=Path, help="project folder")

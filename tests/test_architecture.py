@@ -62,7 +62,8 @@ FLOORS: dict[str, int] = {
     "clean.example": 5,
     "clean.batches": 6,
     "clean": 7,
-    "clean.cli": 7,
+    "clean.progress": 10,
+    "clean.cli": 10,
     # developer tools and the command line
     "perf": 11,  # every module of benchmark/perf/
     "arguments": 11,

@@ -511,6 +511,20 @@ def test_status_and_export_report_what_the_ledger_holds(toy: dict[str, Path], tm
     assert (rows["s0"]["reviewed"], rows["s0"]["label"], rows["s0"]["annotators"]) == ("False", "cat", "")
 
 
+def test_history_replays_the_answers_and_status_draws_it(toy: dict[str, Path], tmp_path: Path) -> None:
+    with init_toy(toy, budget=10) as p:
+        p.next(3)
+        p.add_answers([_vote("s2", "dog", "a"), _vote("s4", "dog", "b"), _vote("s2", "dog", "a2")])
+        p.add_answers([_vote("s5", "cat", "c")])
+        history = p.history()
+    assert history["spent"].tolist() == [1, 2, 3, 4]
+    assert history["changed"].tolist() == [0, 0, 1, 2]  # s2 1:1 (cat first), then 1:2; s5 1:1 -> cat
+    assert history["settled"].tolist() == [0, 1, 2, 2]
+    png = tmp_path / "progress.png"
+    assert main(["clean", "status", str(toy["dir"]), "--plot", str(png)]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.with_suffix(".svg").is_file()
+
+
 def test_several_initial_labels_per_sample_are_votes(tmp_path: Path) -> None:
     labels = tmp_path / "labels.csv"
     labels.write_text("id,label,annotator\na,x,r1\na,y,r2\na,y,r3\nb,x,r1\n")

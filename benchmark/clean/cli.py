@@ -31,6 +31,10 @@ def _run(args: argparse.Namespace) -> int:
         if command == "status":
             status = project.status()
             print(json.dumps(asdict(status), indent=1) if args.json else format_status(status))
+            if args.plot is not None:
+                from benchmark.clean.progress import plot_progress
+
+                print(f"wrote {plot_progress(project, args.plot)}")
             return 0
         if command == "export":
             n = project.export(args.out)

@@ -662,6 +662,31 @@ class Project:
             over_budget=0 if self.budget is None else max(state.spent - self.budget, 0),
         )
 
+    def history(self) -> dict[str, np.ndarray]:
+        """The project's progress, answer by answer in the order they were ingested: after
+        each, the ``spent`` answers, the labels ``changed`` from the initial ones, and the
+        samples ``settled`` (each answer with its latest label)."""
+        state = self._state(self._conn)
+        counts = np.zeros_like(state.counts)
+        for idx, label in self._conn.execute("SELECT idx, label FROM votes WHERE source = 'initial'"):
+            counts[idx, label] += 1
+        initial = np.argmax(counts, axis=1)
+        answers = np.zeros(len(self.ids), dtype=np.int64)
+        changed, settled = 0, 0
+        out: dict[str, list[int]] = {"spent": [], "changed": [], "settled": []}
+        rows = self._conn.execute("SELECT idx, label FROM votes WHERE source = 'answer' ORDER BY vote")
+        for n, (idx, label) in enumerate(rows, start=1):
+            was_changed = np.argmax(counts[idx]) != initial[idx]
+            was_settled = answers[idx] > 0 and has_strict_majority(counts[idx : idx + 1])[0]
+            counts[idx, label] += 1
+            answers[idx] += 1
+            changed += int(np.argmax(counts[idx]) != initial[idx]) - int(was_changed)
+            settled += int(has_strict_majority(counts[idx : idx + 1])[0]) - int(was_settled)
+            out["spent"].append(n)
+            out["changed"].append(changed)
+            out["settled"].append(settled)
+        return {k: np.asarray(v, dtype=np.int64) for k, v in out.items()}
+
     def episodes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(selected samples in selection order, answers each received, final label counts):
         what a simulator's trajectory is built from."""
