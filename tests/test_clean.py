@@ -385,7 +385,8 @@ def test_label_studio_round_trip_through_our_tasks_and_its_export_format(
 ) -> None:
     with init_toy(toy) as p:
         batch = p.next(2)
-        tasks = labelstudio_tasks(batch.questions, model_version="m0")
+        tasks = labelstudio_tasks(batch.questions, model_version="m0", image_url="https://host/{id}.png")
+        assert tasks[1]["data"]["image"] == "https://host/s4.png"
         assert tasks[0]["data"]["sample_id"] == "s2"
         assert tasks[0]["predictions"][0]["result"][0]["value"] == {"choices": ["dog"]}
         # Label Studio keeps the task data, adds its ids and the annotations (the documented
@@ -410,7 +411,7 @@ def test_label_studio_round_trip_through_our_tasks_and_its_export_format(
 
 def test_an_answer_edited_in_label_studio_replaces_its_label(toy: dict[str, Path], tmp_path: Path) -> None:
     with init_toy(toy) as p:
-        tasks = labelstudio_tasks(p.next(2).questions)
+        tasks = labelstudio_tasks(p.next(2).questions, image_url="https://host/{id}.png")
         export = json.loads((FIXTURES / "export.json").read_text())
         for exported, ours in zip(export, tasks, strict=True):
             exported["data"] = ours["data"]
@@ -449,14 +450,24 @@ def test_label_studio_export_without_our_sample_id_is_refused(tmp_path: Path) ->
 
 
 def test_next_writes_label_studio_tasks_and_the_labelling_interface(
-    toy: dict[str, Path], tmp_path: Path
+    toy: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     init_toy(toy).close()
     out = tmp_path / "tasks.json"
     assert (
         main(["clean", "next", str(toy["dir"]), "--n", "2", "--format", "labelstudio", "--out", str(out)])
-        == 0
+        == 2  # the project has no images, and no --image-url says where they are
     )
+    assert capsys.readouterr().err == (
+        "alcbench: error: Label Studio shows each task's image, and sample 's0' has none (the project "
+        "was created without --images): pass --image-url with the images' address, e.g. "
+        "'https://host/images/{id}.png'\n"
+    )
+    assert not out.exists()
+    with Project(toy["dir"]) as p:
+        assert p.status().batches == 0  # nothing was handed out
+    argv = ["clean", "next", str(toy["dir"]), "--n", "2", "--format", "labelstudio", "--out", str(out)]
+    assert main([*argv, "--image-url", "https://host/{id}.png"]) == 0
     tasks = json.loads(out.read_text())
     assert [t["data"]["sample_id"] for t in tasks] == ["s2", "s4"]
     assert tasks[1]["predictions"][0]["score"] == pytest.approx(0.7)

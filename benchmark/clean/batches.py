@@ -63,7 +63,14 @@ def labelstudio_tasks(
     questions: Sequence[Question], *, image_url: str | None = None, model_version: str = ""
 ) -> list[dict[str, Any]]:
     """Label Studio tasks: ``data`` holds the sample (its ``sample_id`` and our ``request``,
-    which come back in Label Studio's export), ``predictions`` the model's top class."""
+    which come back in Label Studio's export) and its ``image`` (``image_url`` with ``{id}`` and
+    ``{file}`` filled in; by default Label Studio's local-files URL of the image file),
+    ``predictions`` the model's top class.
+
+    Raises:
+        ValueError: a sample has no image file and no ``image_url`` says where its image is
+            (Label Studio refuses a task without the image its interface shows).
+    """
     tasks = []
     for q in questions:
         data: dict[str, Any] = {
@@ -81,6 +88,10 @@ def labelstudio_tasks(
             if template == LS_LOCAL_FILES:
                 file = file.lstrip("/")
             data["image"] = template.format(id=q.sample_id, file=file)
+        elif image_url is not None:
+            data["image"] = image_url.format(id=q.sample_id, file="")
+        else:
+            raise no_image_error(q.sample_id)
         guess, p = q.top[0]
         tasks.append(
             {
@@ -102,6 +113,15 @@ def labelstudio_tasks(
             }
         )
     return tasks
+
+
+def no_image_error(sample_id: str) -> ValueError:
+    """Label Studio refuses a task without the image its interface shows."""
+    return ValueError(
+        f"Label Studio shows each task's image, and sample {sample_id!r} has none (the project was "
+        "created without --images): pass --image-url with the images' address, e.g. "
+        "'https://host/images/{id}.png'"
+    )
 
 
 def write_labelstudio(path: Path, questions: Sequence[Question], **kwargs: Any) -> None:

@@ -7,7 +7,7 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from benchmark.clean.batches import write_csv, write_labelstudio
+from benchmark.clean.batches import no_image_error, write_csv, write_labelstudio
 from benchmark.clean.project import Project, Status
 from benchmark.trajectory import StrategyError
 
@@ -79,6 +79,12 @@ def _init(args: argparse.Namespace) -> int:
 
 
 def _next(project: Project, args: argparse.Namespace) -> int:
+    if args.format == "labelstudio" and args.image_url is None:
+        missing = next(
+            (sid for sid, image in zip(project.ids, project.images, strict=True) if image is None), None
+        )
+        if missing is not None:  # before a batch is handed out that no file could carry
+            raise no_image_error(missing)
     batch = project.next(args.n) if args.again is None else project.batch(args.again)
     if not batch.questions:
         print(batch.why_empty)
