@@ -92,9 +92,11 @@ def _next(project: Project, args: argparse.Namespace) -> int:
     suffix = ".json" if args.format == "labelstudio" else ".csv"
     out = args.out or project.folder / "batches" / f"batch-{batch.number:04d}{suffix}"
     if args.format == "labelstudio":
-        generation = project.status().model_generation
         write_labelstudio(
-            Path(out), batch.questions, image_url=args.image_url, model_version=f"alcbench model {generation}"
+            Path(out),
+            batch.questions,
+            image_url=args.image_url,
+            model_version=f"alcbench model {batch.generation}",
         )
     else:
         write_csv(Path(out), batch.questions)

@@ -38,7 +38,8 @@ class Vote:
     where: str = ""
 
 
-def _errors(path: Path, problems: Sequence[str]) -> InputError:
+def problems_error(path: Path, problems: Sequence[str]) -> InputError:
+    """One error listing a file's problems (at most :data:`MAX_LISTED`); nothing was applied."""
     listed = "\n  ".join(problems[:MAX_LISTED])
     more = f"\n  ... and {len(problems) - MAX_LISTED} more" if len(problems) > MAX_LISTED else ""
     what = "problem" if len(problems) == 1 else "problems"
@@ -110,7 +111,7 @@ def read_labels(path: Path) -> tuple[list[Vote], bool]:
         seen[key] = line
         votes.append(Vote(sid, label, annotator, where=f"line {line}"))
     if problems:
-        raise _errors(path, problems)
+        raise problems_error(path, problems)
     return votes, has_annotator
 
 
@@ -167,7 +168,7 @@ def read_answers_csv(path: Path) -> list[Vote]:
             key = f"csv:{sid}:{annotator}:{label}:{occurrences[triple]}"
         votes.append(Vote(sid, label, annotator, time, request, key, f"line {line}"))
     if problems:
-        raise _errors(path, problems)
+        raise problems_error(path, problems)
     return votes
 
 
@@ -221,7 +222,7 @@ def read_labelstudio_export(path: Path) -> list[Vote]:
                 )
             )
     if problems:
-        raise _errors(path, problems)
+        raise problems_error(path, problems)
     return votes
 
 

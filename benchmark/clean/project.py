@@ -46,12 +46,20 @@ import numpy as np
 
 import benchmark.clean.ledger as lg
 from benchmark import registry
-from benchmark.clean.inputs import InputError, Vote, file_digest, read_answers, read_labels, write_rows
+from benchmark.clean.inputs import (
+    InputError,
+    Vote,
+    file_digest,
+    problems_error,
+    read_answers,
+    read_labels,
+    write_rows,
+)
 from benchmark.clean.labelstudio import write_label_config
 from benchmark.expert import has_strict_majority
 from benchmark.plugins import ScoringContext, Strategy
 from benchmark.posteriors import PosteriorsError, check_posteriors_array, load_posteriors_file
-from benchmark.task import normalised_entropy
+from benchmark.task import CleaningTask, normalised_entropy
 from benchmark.trajectory import checked_scores, ranking
 
 #: Extra answers presumed for each sample not yet settled, when ``next`` decides whether the
@@ -94,6 +102,7 @@ class Batch:
     number: int | None  # None when nothing was handed out
     questions: list[Question]
     why_empty: str = ""
+    generation: int = 0  # the model generation whose posteriors the questions show
 
 
 @dataclass(frozen=True)
@@ -134,8 +143,8 @@ class _State:
     """What the ledger holds, as arrays (read inside a transaction)."""
 
     counts: np.ndarray  # (N, C) votes
+    initial_counts: np.ndarray  # (N, C) the initial votes (labels.csv)
     answers: np.ndarray  # (N,) answers per sample
-    initial: np.ndarray  # (N,) initial label (majority of the initial votes)
     position: np.ndarray  # (N,) selection position, -1 when not selected
     open_requests: np.ndarray  # (N,) open questions per sample
     spent: int
@@ -144,6 +153,11 @@ class _State:
     generation: int
     model_answers: int
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def initial(self) -> np.ndarray:
+        """(N,) the initial label: the majority of the initial votes."""
+        return np.argmax(self.initial_counts, axis=1)
 
     @property
     def settled(self) -> np.ndarray:
@@ -267,7 +281,11 @@ class Project:
             source = str(posteriors)
         else:
             assert learner_obj is not None
-            task = _task(ids, names, votes, image_paths, image_size)
+            initial = np.zeros((len(ids), len(names)), dtype=np.int64)
+            where = {sid: i for i, sid in enumerate(ids)}
+            for v in votes:
+                initial[where[v.sample_id], names.index(v.label)] += 1
+            task = _task(ids, names, initial, image_paths, image_size)
             post = learner_obj.fit_predict(task, seed=seed, progress=progress)
             probs, stochastic = post.probs, post.stochastic
             source = f"learner {learner_obj.spec}"
@@ -336,8 +354,8 @@ class Project:
         stochastic = lg.blob_array(sblob, (draws, n, c)) if sblob is not None else None
         return _State(
             counts=counts,
+            initial_counts=initial_counts,
             answers=answers,
-            initial=np.argmax(initial_counts, axis=1),
             position=position,
             open_requests=open_requests,
             spent=int(answers.sum()),
@@ -409,7 +427,7 @@ class Project:
                         (batch, i, kind, float(scores[i])),
                     )
                     questions.append(self._question(int(cur.lastrowid or 0), batch, i, kind, state, scores))
-        return Batch(batch, questions)
+        return Batch(batch, questions, generation=state.generation)
 
     def batch(self, number: int) -> Batch:
         """The questions of batch ``number`` that are still open (to write its file again)."""
@@ -424,7 +442,8 @@ class Project:
             (number,),
         ).fetchall()
         questions = [self._question(r, number, i, kind, state, scores) for r, i, kind in rows]
-        return Batch(number, questions, "" if questions else f"batch {number} has no open questions left")
+        why = "" if questions else f"batch {number} has no open questions left"
+        return Batch(number, questions, why, state.generation)
 
     def _question(
         self, request: int, batch: int, i: int, kind: str, state: _State, scores: np.ndarray
@@ -448,13 +467,14 @@ class Project:
 
     def _why_empty(self, state: _State) -> str:
         open_questions = int(state.open_requests.sum())
-        unsettled = int((state.selected & ~state.settled).sum())
         if open_questions:
             return (
                 f"nothing new to hand out: {open_questions} question(s) of earlier batches are still open; "
                 "ingest their answers (or `alcbench clean release`) first"
             )
-        if self.budget is not None and state.spent > self.budget - EXTRA_ANSWERS_PER_OPEN_SAMPLE * unsettled:
+        # no open question and no sample waiting for another answer (it would have been handed
+        # out): only the budget or the end of the samples stops the queue
+        if self.budget is not None and state.spent > self.budget:
             return f"the budget is spent: {state.spent} answers of {self.budget}"
         return f"every sample has been reviewed and settled ({len(self.ids)} samples)"
 
@@ -508,9 +528,7 @@ class Project:
             elif v.label not in self.class_index:
                 problems.append(f"{where}: unknown class {v.label!r} (classes: {', '.join(self.classes)})")
         if problems:
-            from benchmark.clean.inputs import _errors
-
-            raise _errors(Path(file), problems)
+            raise problems_error(Path(file), problems)
         pause = float(os.environ.get(PAUSE_ENV) or 0)
         with lg.transaction(self._conn) as conn:
             before = self._state(conn)
@@ -529,9 +547,7 @@ class Project:
                             f"{self.ids[found[0]]!r}, not {v.sample_id!r}"
                         )
             if bad:
-                from benchmark.clean.inputs import _errors
-
-                raise _errors(Path(file), bad)
+                raise problems_error(Path(file), bad)
             ingest_id = int(
                 conn.execute(
                     "INSERT INTO ingests (file, sha256, created, added, duplicates) VALUES (?, ?, ?, 0, 0)",
@@ -614,8 +630,7 @@ class Project:
                     "pass new posteriors with --posteriors"
                 )
             learner = registry.create("learner", self.learner_spec)
-            votes = self._initial_votes()
-            task = _task(self.ids, self.classes, votes, self.images, self.image_size)
+            task = _task(self.ids, self.classes, state.initial_counts, self.images, self.image_size)
             labels = np.argmax(state.counts, axis=1)
             post = learner.refit(task, labels, seed=self.seed, progress=progress)
             probs, stochastic = post.probs, post.stochastic
@@ -625,14 +640,6 @@ class Project:
             spent = int(conn.execute("SELECT COUNT(*) FROM votes WHERE source = 'answer'").fetchone()[0])
             _insert_model(conn, generation, spent, source, probs, stochastic)
         return generation
-
-    def _initial_votes(self) -> list[Vote]:
-        return [
-            Vote(self.ids[idx], self.classes[label], annotator)
-            for idx, label, annotator in self._conn.execute(
-                "SELECT idx, label, annotator FROM votes WHERE source = 'initial' ORDER BY vote"
-            )
-        ]
 
     # ------------------------------------------------------------------ status, export
 
@@ -667,10 +674,8 @@ class Project:
         each, the ``spent`` answers, the labels ``changed`` from the initial ones, and the
         samples ``settled`` (each answer with its latest label)."""
         state = self._state(self._conn)
-        counts = np.zeros_like(state.counts)
-        for idx, label in self._conn.execute("SELECT idx, label FROM votes WHERE source = 'initial'"):
-            counts[idx, label] += 1
-        initial = np.argmax(counts, axis=1)
+        counts = state.initial_counts.copy()
+        initial = state.initial
         answers = np.zeros(len(self.ids), dtype=np.int64)
         changed, settled = 0, 0
         out: dict[str, list[int]] = {"spent": [], "changed": [], "settled": []}
@@ -863,16 +868,16 @@ def load_images(paths: Sequence[str | None], size: int) -> np.ndarray:
 
 
 def _task(
-    ids: Sequence[str], classes: Sequence[str], votes: Sequence[Vote], images: Sequence[str | None], size: int
-) -> Any:
-    """The project as a :class:`CleaningTask` for a learner: the initial labels' vote shares as
-    its label distribution, their majority as its labels, the image files as its inputs."""
-    from benchmark.task import CleaningTask
-
-    index = {sid: i for i, sid in enumerate(ids)}
-    counts = np.zeros((len(ids), len(classes)), dtype=np.float64)
-    for v in votes:
-        counts[index[v.sample_id], list(classes).index(v.label)] += 1
+    ids: Sequence[str],
+    classes: Sequence[str],
+    initial_counts: np.ndarray,
+    images: Sequence[str | None],
+    size: int,
+) -> CleaningTask:
+    """The project as a :class:`CleaningTask` for a learner: the initial labels' vote shares
+    (``initial_counts``, (N, C)) as its label distribution, their majority as its labels, the
+    image files as its inputs."""
+    counts = initial_counts.astype(np.float64)
     cache: dict[str, np.ndarray] = {}
 
     def load() -> np.ndarray:
