@@ -125,6 +125,17 @@ def image_source(
     return str(source)
 
 
+def key_params(learner: Learner) -> dict[str, Any]:
+    """The learner's parameters as they enter its cache key: canonical values, sorted by name,
+    without those at their :attr:`~benchmark.plugins.Learner.key_neutral` value."""
+    neutral = type(learner).key_neutral
+    return {
+        k: canonical_value(k, v)
+        for k, v in sorted(learner.params.items())
+        if not (k in neutral and canonical_value(k, v) == canonical_value(k, neutral[k]))
+    }
+
+
 def key_inputs(task: CleaningTask, learner: Learner, seed: int) -> dict[str, Any]:
     """Everything that determines a learner's output, as a JSON-ready dict (no images loaded)."""
     task_inputs: dict[str, Any] = {
@@ -142,7 +153,7 @@ def key_inputs(task: CleaningTask, learner: Learner, seed: int) -> dict[str, Any
         "task": task_inputs,
         "learner": {
             "name": learner.name,
-            "params": {k: canonical_value(k, v) for k, v in sorted(learner.params.items())},
+            "params": key_params(learner),
             "version": str(learner.version),
         },
         "seed": int(seed),

@@ -219,6 +219,10 @@ class Learner(Plugin):
     needs_images: ClassVar[bool] = True
     #: False for learners so cheap that caching their output on disk is not worth a file.
     cache: ClassVar[bool] = True
+    #: Parameters added after cache entries were made, each with the value that does what the
+    #: learner did before the parameter existed: at that value it stays out of the cache key
+    #: (:func:`benchmark.cache.key_params`), so the entries made before it are still found.
+    key_neutral: ClassVar[dict[str, Any]] = {}
 
     def fit_predict(self, task: CleaningTask, *, seed: int, progress: bool = True) -> Posteriors:
         raise NotImplementedError

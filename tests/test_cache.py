@@ -114,6 +114,25 @@ def test_default_params_and_their_explicit_spelling_share_a_key(task: CleaningTa
     assert cache_key(task, CountingLearner(), 0) == cache_key(task, CountingLearner(sharpness=2), 0)
 
 
+class LaterParameter(CountingLearner):
+    """CountingLearner after a parameter ``boost`` was added; 1 does what it did before."""
+
+    parameters = {**CountingLearner.parameters, "boost": [1]}
+    key_neutral = {"boost": 1}
+
+
+def test_a_key_neutral_parameter_keeps_the_entries_made_before_it(
+    task: CleaningTask, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before, key = load_or_fit(task, CountingLearner(), 0, cache_dir=tmp_path)
+    monkeypatch.setattr(LaterParameter, "name", "counting")
+    assert cache_key(task, LaterParameter(), 0) == key == cache_key(task, LaterParameter(boost=1.0), 0)
+    found, _ = load_or_fit(task, LaterParameter(), 0, cache_dir=tmp_path)
+    assert CountingLearner.calls == [0]  # read, not fitted again
+    np.testing.assert_array_equal(found.probs, before.probs)
+    assert cache_key(task, LaterParameter(boost=2), 0) != key
+
+
 def test_changed_seed_misses(task: CleaningTask, tmp_path: Path) -> None:
     load_or_fit(task, CountingLearner(), 0, cache_dir=tmp_path)
     load_or_fit(task, CountingLearner(), 1, cache_dir=tmp_path)

@@ -141,3 +141,13 @@ def test_posteriors_is_passed_on_to_the_base_and_enters_the_key() -> None:
     assert cache_key(task, Ensemble(posteriors="insample"), 0) != cache_key(task, Ensemble(), 0)
     with pytest.raises(ValueError, match="no `posteriors` parameter"):
         Ensemble(base="truth", posteriors="oof")
+
+
+def test_views_is_passed_on_to_the_base_and_enters_the_key_when_set() -> None:
+    assert Ensemble(posteriors="insample", views=8).base().params["views"] == 8
+    assert Ensemble(posteriors="insample").base().params["views"] == 1  # smallcnn's own default
+    task = toy(20, 2, 0)
+    plain = cache_key(task, Ensemble(posteriors="insample"), 0)
+    assert cache_key(task, Ensemble(posteriors="insample", views=8), 0) != plain
+    with pytest.raises(ValueError, match="no `views` parameter"):
+        Ensemble(base="truth", views=2)

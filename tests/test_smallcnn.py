@@ -81,10 +81,13 @@ def test_parameters_and_version_are_those_the_posterior_cache_keys_hash() -> Non
         "bf16": True,
         "scale": "cpu",
         "posteriors": "oof",
+        "views": 1,
         "finetune_epochs": 4,
         "finetune_lr": 0.0025,
     }
     assert SmallCNN.version == "1"
+    # the shipped posteriors were keyed before ``views`` existed: at 1 it stays out of the key
+    assert SmallCNN.key_neutral == {"views": 1}
 
 
 def test_fit_predict_uses_out_of_fold_models(task: CleaningTask, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -276,6 +279,51 @@ def test_insample_posteriors_see_one_training_view(task: CleaningTask) -> None:
 @pytest.mark.parametrize("posteriors", ["oof", "insample"])
 def test_finetuning_follows_new_labels(task: CleaningTask, posteriors: str) -> None:
     check_finetune_follows_new_labels(SmallCNN, FAST, task, posteriors)
+
+
+def test_views_average_that_many_training_views_the_first_being_the_one_view_posterior(
+    task: CleaningTask,
+) -> None:
+    """views=K: the in-sample posterior is the mean of K seeded training views; view 0 is the
+    posterior of views=1, the MC samples stay on it, and the average is reproducible."""
+    one = SmallCNN(**FAST, posteriors="insample")
+    four = SmallCNN(**FAST, posteriors="insample", views=4)
+    assert task.load_images is not None
+    with one.session():
+        x = one.prepare(task.load_images(), task)
+        model = one.train(x, task.noisy_labels, seed=0)
+        single, single_samples = one.predict_insample(model, x, seed=3)
+    with four.session():
+        averaged, samples = four.predict_insample(model, x, seed=3)
+        again, _ = four.predict_insample(model, x, seed=3)
+        from benchmark.learners._recipe import training_view
+        from benchmark.learners._smallcnn_net import predict
+
+        views = [
+            predict(four, model, x, 3, chunk=500, mc_samples=0, view=training_view(four, 3, k))[0]
+            for k in range(4)
+        ]
+    np.testing.assert_array_equal(views[0], single)
+    np.testing.assert_array_equal(samples, single_samples)
+    assert not np.array_equal(views[0], views[1])
+    expected = np.mean(views, axis=0)
+    np.testing.assert_allclose(averaged, expected / expected.sum(axis=1, keepdims=True), atol=1e-6)
+    np.testing.assert_array_equal(averaged, again)
+    check_posteriors_array(averaged, task.n_samples, N_CLASSES, where="views")
+
+
+def test_views_need_insample_posteriors_and_stay_out_of_the_key_at_one(task: CleaningTask) -> None:
+    from benchmark.cache import cache_key, key_inputs
+
+    with pytest.raises(ValueError, match="views=4 averages training views of in-sample posteriors"):
+        SmallCNN(views=4)
+    with pytest.raises(ValueError, match="views=0 must be >= 1"):
+        SmallCNN(posteriors="insample", views=0)
+    insample = SmallCNN(posteriors="insample")
+    # views=1 is what the learner did before the parameter existed: the key does not change
+    assert "views" not in key_inputs(task, insample, 0)["learner"]["params"]
+    assert cache_key(task, SmallCNN(posteriors="insample", views=1), 0) == cache_key(task, insample, 0)
+    assert cache_key(task, SmallCNN(posteriors="insample", views=8), 0) != cache_key(task, insample, 0)
 
 
 @pytest.mark.slow

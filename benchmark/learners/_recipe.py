@@ -339,18 +339,39 @@ def posteriors(
     chunk: int,
     mc_samples: int,
     insample: bool,
+    views: int = 1,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Posteriors of ``images`` (see :func:`benchmark.learners._smallcnn_net.predict`), ``chunk``
     images at a time: out of sample, the mean over each image and its mirror; in sample
     (``insample``), one random training view of each image, drawn from a generator seeded by
-    ``seed``."""
-    view = training_view(learner, seed) if insample else None
-    return predict(learner, model, images, seed, chunk=chunk, mc_samples=mc_samples, view=view)
+    ``seed`` (view k from ``derived_seed(seed, 1 + k)``).
+
+    With ``views`` > 1 (in sample only) the posterior is the mean over that many independent
+    training views of each image; the first is the one-view posterior, and the MC dropout
+    samples stay on that first view.
+    """
+    if views < 1:
+        raise ValueError(f"views={views!r} must be >= 1")
+    if not insample:
+        return predict(learner, model, images, seed, chunk=chunk, mc_samples=mc_samples, view=None)
+    probs, samples = predict(
+        learner, model, images, seed, chunk=chunk, mc_samples=mc_samples, view=training_view(learner, seed)
+    )
+    if views == 1:
+        return probs, samples
+    total = probs.astype(np.float64)
+    for k in range(1, views):
+        more, _ = predict(
+            learner, model, images, seed, chunk=chunk, mc_samples=0, view=training_view(learner, seed, k)
+        )
+        total += more
+    mean = total / views
+    return (mean / mean.sum(axis=1, keepdims=True)).astype(np.float32), samples
 
 
-def training_view(learner: TorchLearner, seed: int) -> Callable[[torch.Tensor], torch.Tensor]:
-    """A function giving one random training-augmented view of each image of a batch; two made
-    with the same seed give the same views of the same batches."""
+def training_view(learner: TorchLearner, seed: int, k: int = 0) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A function giving random training-augmented view ``k`` of each image of a batch; two
+    made with the same seed and ``k`` give the same views of the same batches."""
     recipe = recipe_for(learner.config)
-    gen = torch.Generator(device="cpu").manual_seed(derived_seed(seed, 1))
+    gen = torch.Generator(device="cpu").manual_seed(derived_seed(seed, 1 + k))
     return lambda xb: augment(recipe, xb, gen)

@@ -15,8 +15,9 @@ posterior sample, in place of MC dropout). Each member's posteriors are the base
 (out-of-fold or in-sample, whatever its ``posteriors`` parameter says).
 
 ``base`` names a registered learner, used with its default parameters except ``posteriors``
-(``oof`` or ``insample`` members, for bases that have the parameter); a base configured
-otherwise is a learner of its own (a plugin subclass that sets its defaults).
+(``oof`` or ``insample`` members) and ``views`` (training views averaged per in-sample
+posterior), for bases that have them; a base configured otherwise is a learner of its own (a
+plugin subclass that sets its defaults).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from benchmark import registry
-from benchmark.cache import artifact_dirs, fetch
+from benchmark.cache import artifact_dirs, fetch, key_params
 from benchmark.cache_entry import canonical_json
 from benchmark.crossfit import derived_seed
 from benchmark.plugins import Learner, Param, Posteriors
@@ -37,6 +38,8 @@ from benchmark.task import CleaningTask
 #: Sub-folder of the ensemble's cache folder that its members' entries are written to (the
 #: ensemble's own entries are what a benchmark reads; its members are kept to be re-used).
 MEMBERS = "members"
+#: The ensemble's parameters that are the base learner's own, set on every member when given.
+PASSED_ON = ("posteriors", "views")
 
 
 class Ensemble(Learner):
@@ -48,7 +51,10 @@ class Ensemble(Learner):
         "members": Param([3], type=int, low=2, high=64),
         # passed on to the base learner: out-of-fold or in-sample members (None: its default)
         "posteriors": Param([None], type=str, optional=True, choices=("oof", "insample")),
+        # passed on too: training views averaged per in-sample posterior (None: its default)
+        "views": Param([None], type=int, optional=True, low=1, high=64),
     }
+    key_neutral = {"views": None}
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
@@ -59,18 +65,20 @@ class Ensemble(Learner):
             raise ValueError(f"learner ensemble: base={base!r} must be a learner name without parameters")
         cls = registry.get("learner", base)  # unknown names fail here, with suggestions
         self.needs_images = cls.needs_images  # type: ignore[misc]  # as its base
-        if self.params.get("posteriors") is not None and "posteriors" not in cls.parameters:
-            raise ValueError(f"learner ensemble: base {base} has no `posteriors` parameter to set")
+        for passed in PASSED_ON:
+            if self.params.get(passed) is not None and passed not in cls.parameters:
+                raise ValueError(f"learner ensemble: base {base} has no `{passed}` parameter to set")
         # The cache key follows the base learner: its version and every parameter.
         member = self.base()
-        digest = hashlib.sha256(canonical_json({"params": member.params, "version": member.version}).encode())
+        digest = hashlib.sha256(
+            canonical_json({"params": key_params(member), "version": member.version}).encode()
+        )
         self.version = f"{type(self).version}+{base}-{digest.hexdigest()[:12]}"  # type: ignore[misc]
 
     def base(self) -> Learner:
-        """The base learner: its default parameters, and ``posteriors`` when set."""
+        """The base learner: its default parameters, and ``posteriors`` and ``views`` when set."""
         cls = registry.get("learner", str(self.params["base"]))
-        mode = self.params.get("posteriors")
-        return cls() if mode is None else cls(posteriors=mode)
+        return cls(**{k: self.params[k] for k in PASSED_ON if self.params.get(k) is not None})
 
     def member_seeds(self, seed: int) -> list[int]:
         """The seed of each member: ``seed`` itself, then derived seeds."""

@@ -5,7 +5,9 @@ Cross-fitting (see :mod:`benchmark.crossfit`): the samples are split into ``fold
 folds, one model is trained per fold on the other folds, and each sample's posterior comes from
 the model that never saw its noisy label. ``posteriors=insample`` trains one model on every
 sample instead and predicts each training image through one random training-augmented view,
-as the paper's reference code does.
+as the paper's reference code does; ``views=K`` averages K such views instead (test-time
+augmentation of the in-sample posterior: one view is a noisy draw, K views estimate the
+model's mean prediction under the training augmentation).
 
 ``scale`` picks the training recipe (:mod:`benchmark.learners._recipe`):
 
@@ -64,6 +66,7 @@ class SmallCNN(TorchLearner):
     name = "smallcnn"
     description = "Small ResNet-style CNN on the noisy labels, k-fold cross-fitted, MC dropout."
     version = "1"
+    key_neutral = {"views": 1}
 
     @dataclass(frozen=True)
     class Config:
@@ -79,11 +82,19 @@ class SmallCNN(TorchLearner):
         bf16: bool = True
         scale: str = "cpu"
         posteriors: str = "oof"
+        views: int = 1
         finetune_epochs: int = 4
         finetune_lr: float = 0.0025
 
         def __post_init__(self) -> None:
             check_scale(self.scale)
+            if self.views < 1:
+                raise ValueError(f"views={self.views!r} must be >= 1")
+            if self.views > 1 and self.posteriors != "insample":
+                raise ValueError(
+                    f"views={self.views} averages training views of in-sample posteriors: "
+                    "it needs posteriors=insample"
+                )
 
     def recipe(self) -> Recipe:
         """The training recipe of this configuration's ``scale``."""
@@ -126,7 +137,8 @@ class SmallCNN(TorchLearner):
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """As :meth:`predict`, on the training images, but each image is replaced by one seeded
         random training-augmented view (no mirror average), for the posterior and the MC
-        samples alike."""
+        samples alike; with ``views`` > 1 the posterior is the mean over that many views (the
+        MC samples stay on the first)."""
         return self._posteriors_of(model, images, seed, insample=True)
 
     def _posteriors_of(
@@ -142,6 +154,7 @@ class SmallCNN(TorchLearner):
             chunk=PREDICT_CHUNK,
             mc_samples=self.config.mc_samples,
             insample=insample,
+            views=self.config.views,
         )
 
     def progress_steps(self) -> int:
