@@ -154,7 +154,7 @@ class SmallCNN(TorchLearner):
             chunk=PREDICT_CHUNK,
             mc_samples=self.config.mc_samples,
             insample=insample,
-            views=self.config.views,
+            views=getattr(self.config, "views", 1),  # elr shares this method, not the field
         )
 
     def progress_steps(self) -> int:
