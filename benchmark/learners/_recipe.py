@@ -348,10 +348,8 @@ def posteriors(
 
     With ``views`` > 1 (in sample only) the posterior is the mean over that many independent
     training views of each image; the first is the one-view posterior, and the MC dropout
-    samples stay on that first view.
+    samples stay on that first view (``views`` >= 1 is the learner Config's own check).
     """
-    if views < 1:
-        raise ValueError(f"views={views!r} must be >= 1")
     if not insample:
         return predict(learner, model, images, seed, chunk=chunk, mc_samples=mc_samples, view=None)
     probs, samples = predict(
