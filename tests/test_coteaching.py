@@ -20,6 +20,7 @@ from test_smallcnn import (  # noqa: E402
     check_insample_fit,
     check_insample_views,
     colour_task,
+    training_views,
 )
 
 from benchmark.learners import _coteaching_net  # noqa: E402
@@ -172,6 +173,35 @@ def test_insample_mode_trains_one_pair_on_every_sample(
 
 def test_insample_posteriors_see_one_training_view(task: CleaningTask) -> None:
     check_insample_views(CoTeaching, FAST, task)
+
+
+def test_views_average_each_networks_training_views(task: CleaningTask) -> None:
+    """views=K: each network's in-sample posterior is the mean of the same K seeded training
+    views, the first being the one-view posterior; probs is the pair's mean; views=1 keys as
+    before the parameter existed."""
+    from benchmark.cache import cache_key, key_inputs
+
+    params = {**FAST, "posteriors": "insample"}
+    one, three = CoTeaching(**params), CoTeaching(**params, views=3)
+    assert task.load_images is not None
+    with one.session():
+        x = one.prepare(task.load_images(), task)
+        pair = one.train(x, task.noisy_labels, seed=0)
+        _, single = one.predict_insample(pair, x, seed=3)
+    with three.session():
+        averaged, each = three.predict_insample(pair, x, seed=3)
+        for i, net in enumerate(pair):
+            views = training_views(three, net, x, 3, 3)
+            np.testing.assert_array_equal(views[0], single[i])
+            expected = np.mean(views, axis=0)
+            np.testing.assert_allclose(each[i], expected / expected.sum(axis=1, keepdims=True), atol=1e-6)
+    np.testing.assert_allclose(averaged, each.mean(axis=0), atol=1e-6)
+    check_posteriors_array(averaged, task.n_samples, N_CLASSES, where="views")
+    with pytest.raises(ValueError, match="needs posteriors=insample"):
+        CoTeaching(**FAST, views=2)
+    assert "views" not in key_inputs(task, one, 0)["learner"]["params"]
+    assert cache_key(task, CoTeaching(**params, views=1), 0) == cache_key(task, one, 0)
+    assert cache_key(task, three, 0) != cache_key(task, one, 0)
 
 
 @pytest.mark.parametrize("posteriors", ["oof", "insample"])

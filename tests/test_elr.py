@@ -23,6 +23,7 @@ from test_smallcnn import (  # noqa: E402
     check_finetune_follows_new_labels,
     check_insample_fit,
     check_insample_views,
+    check_views_average,
     colour_task,
 )
 
@@ -163,6 +164,21 @@ def test_insample_mode_trains_one_model_on_every_sample(
 
 def test_insample_posteriors_see_one_training_view(task: CleaningTask) -> None:
     check_insample_views(ELR, FAST, task)
+
+
+def test_views_average_training_views_and_stay_out_of_the_key_at_one(task: CleaningTask) -> None:
+    """ELR shares smallcnn's in-sample posteriors, ``views`` included, and views=1 keys as
+    before the parameter existed."""
+    from benchmark.cache import cache_key, key_inputs
+
+    params = {k: v for k, v in FAST.items() if k != "posteriors"}
+    check_views_average(ELR, params, task)
+    with pytest.raises(ValueError, match="needs posteriors=insample"):
+        ELR(**FAST, views=2)
+    one = ELR(**params, posteriors="insample")
+    assert "views" not in key_inputs(task, one, 0)["learner"]["params"]
+    assert cache_key(task, ELR(**params, posteriors="insample", views=1), 0) == cache_key(task, one, 0)
+    assert cache_key(task, ELR(**params, posteriors="insample", views=3), 0) != cache_key(task, one, 0)
 
 
 @pytest.mark.parametrize("posteriors", ["oof", "insample"])

@@ -281,13 +281,22 @@ def test_finetuning_follows_new_labels(task: CleaningTask, posteriors: str) -> N
     check_finetune_follows_new_labels(SmallCNN, FAST, task, posteriors)
 
 
-def test_views_average_that_many_training_views_the_first_being_the_one_view_posterior(
-    task: CleaningTask,
-) -> None:
+def training_views(learner: SmallCNN, net: Any, x: Any, seed: int, k: int) -> list[np.ndarray]:
+    """The one-view in-sample posteriors of ``net`` on training views 0..k-1 of ``seed``."""
+    from benchmark.learners._recipe import training_view
+    from benchmark.learners._smallcnn_net import predict
+
+    return [
+        predict(learner, net, x, seed, chunk=500, mc_samples=0, view=training_view(learner, seed, i))[0]
+        for i in range(k)
+    ]
+
+
+def check_views_average(cls: type[SmallCNN], params: dict, task: CleaningTask) -> None:
     """views=K: the in-sample posterior is the mean of K seeded training views; view 0 is the
     posterior of views=1, the MC samples stay on it, and the average is reproducible."""
-    one = SmallCNN(**FAST, posteriors="insample")
-    four = SmallCNN(**FAST, posteriors="insample", views=4)
+    one = cls(**params, posteriors="insample")
+    four = cls(**params, posteriors="insample", views=4)
     assert task.load_images is not None
     with one.session():
         x = one.prepare(task.load_images(), task)
@@ -296,13 +305,7 @@ def test_views_average_that_many_training_views_the_first_being_the_one_view_pos
     with four.session():
         averaged, samples = four.predict_insample(model, x, seed=3)
         again, _ = four.predict_insample(model, x, seed=3)
-        from benchmark.learners._recipe import training_view
-        from benchmark.learners._smallcnn_net import predict
-
-        views = [
-            predict(four, model, x, 3, chunk=500, mc_samples=0, view=training_view(four, 3, k))[0]
-            for k in range(4)
-        ]
+        views = training_views(four, model, x, 3, 4)
     np.testing.assert_array_equal(views[0], single)
     np.testing.assert_array_equal(samples, single_samples)
     assert not np.array_equal(views[0], views[1])
@@ -310,6 +313,12 @@ def test_views_average_that_many_training_views_the_first_being_the_one_view_pos
     np.testing.assert_allclose(averaged, expected / expected.sum(axis=1, keepdims=True), atol=1e-6)
     np.testing.assert_array_equal(averaged, again)
     check_posteriors_array(averaged, task.n_samples, N_CLASSES, where="views")
+
+
+def test_views_average_that_many_training_views_the_first_being_the_one_view_posterior(
+    task: CleaningTask,
+) -> None:
+    check_views_average(SmallCNN, FAST, task)
 
 
 def test_views_need_insample_posteriors_and_stay_out_of_the_key_at_one(task: CleaningTask) -> None:

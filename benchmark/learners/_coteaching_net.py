@@ -150,9 +150,10 @@ def predict_pair(
     learner: TorchLearner, pair: Pair, images: torch.Tensor, seed: int, *, chunk: int, insample: bool
 ) -> tuple[np.ndarray, np.ndarray]:
     """The mean of the two networks' posteriors (n, C), and both (2, n, C). In sample, both
-    networks see the same random training view of each image."""
+    networks see the same random training views of each image (the Config's ``views``)."""
+    views = learner.config.views
     each = [
-        posteriors(learner, net, images, seed, chunk=chunk, mc_samples=0, insample=insample)[0]
+        posteriors(learner, net, images, seed, chunk=chunk, mc_samples=0, insample=insample, views=views)[0]
         for net in pair
     ]
     stochastic = np.stack(each).astype(np.float32)

@@ -12,8 +12,9 @@ task's noise rate (the fraction of noisy labels that differ from the true ones, 
 
 Posteriors: the mean of the two networks' softmax outputs; the stochastic posteriors (2, N, C)
 are the two networks' own. An active run's re-fit fine-tunes both networks on the current
-labels, still exchanging small-loss samples at the forget rate. ``scale``, ``posteriors`` and
-the fine-tuning fields are those of :mod:`benchmark.learners.smallcnn`; the two networks and
+labels, still exchanging small-loss samples at the forget rate. ``scale``, ``posteriors``,
+``views`` (each network's in-sample posterior averaged over that many training views) and the
+fine-tuning fields are those of :mod:`benchmark.learners.smallcnn`; the two networks and
 their recipe are smallcnn's (at paper scale, two ResNet-110s). Each network is initialised from
 its own seed derived from the fold's seed.
 
@@ -28,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from benchmark.learners.smallcnn import PREDICT_CHUNK, SmallCNN, check_scale
+from benchmark.learners.smallcnn import PREDICT_CHUNK, SmallCNN, check_scale, check_views
 from benchmark.task import CleaningTask
 
 if TYPE_CHECKING:
@@ -62,11 +63,13 @@ class CoTeaching(SmallCNN):
         warmup_epochs: int = 4
         scale: str = "cpu"
         posteriors: str = "insample"  # the reference's way
+        views: int = 1
         finetune_epochs: int = 4
         finetune_lr: float = 0.0025
 
         def __post_init__(self) -> None:
             check_scale(self.scale)
+            check_views(self.views, self.posteriors)
             if self.forget_rate is not None and not 0.0 <= self.forget_rate < 1.0:
                 raise ValueError(f"forget_rate={self.forget_rate!r} must be in [0, 1)")
             if self.warmup_epochs < 0:

@@ -10,8 +10,8 @@ network's detached, normalised predictions of it, starting at zero; the loss is
 majority of labels; the regulariser pulls later predictions toward those targets rather than
 toward memorised noisy labels.
 
-Posteriors and MC dropout samples, ``scale``, ``posteriors`` and the fine-tuning fields are as
-in :mod:`benchmark.learners.smallcnn` (at paper scale: ResNet-110 and the paper's recipe). An
+Posteriors and MC dropout samples, ``scale``, ``posteriors``, ``views`` and the fine-tuning
+fields are as in :mod:`benchmark.learners.smallcnn` (at paper scale: ResNet-110 and the paper's recipe). An
 active run's re-fit fine-tunes the kept network with the ELR loss on the current labels; each
 sample's target restarts at zero, as in the first training: targets holding the network's
 present posteriors would pull it back to what it predicted before the relabelling, against the
@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from benchmark.learners.smallcnn import SmallCNN, check_scale
+from benchmark.learners.smallcnn import SmallCNN, check_scale, check_views
 
 if TYPE_CHECKING:
     import torch
@@ -56,11 +56,13 @@ class ELR(SmallCNN):
         elr_lambda: float = 3.0
         scale: str = "cpu"
         posteriors: str = "insample"  # the reference's way
+        views: int = 1
         finetune_epochs: int = 4
         finetune_lr: float = 0.0025
 
         def __post_init__(self) -> None:
             check_scale(self.scale)
+            check_views(self.views, self.posteriors)
             if not 0.0 <= self.elr_beta < 1.0:
                 raise ValueError(f"elr_beta={self.elr_beta!r} must be in [0, 1)")
             if self.elr_lambda < 0.0:

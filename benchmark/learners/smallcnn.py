@@ -54,6 +54,16 @@ PREDICT_CHUNK = 500
 SCALES = ("cpu", "paper")
 
 
+def check_views(views: int, posteriors: str) -> None:
+    """ValueError unless ``views`` >= 1, and 1 where ``posteriors`` is not ``insample``."""
+    if views < 1:
+        raise ValueError(f"views={views!r} must be >= 1")
+    if views > 1 and posteriors != "insample":
+        raise ValueError(
+            f"views={views} averages training views of in-sample posteriors: it needs posteriors=insample"
+        )
+
+
 def check_scale(scale: str) -> None:
     """ValueError unless ``scale`` is one of :data:`SCALES`."""
     if scale not in SCALES:
@@ -88,13 +98,7 @@ class SmallCNN(TorchLearner):
 
         def __post_init__(self) -> None:
             check_scale(self.scale)
-            if self.views < 1:
-                raise ValueError(f"views={self.views!r} must be >= 1")
-            if self.views > 1 and self.posteriors != "insample":
-                raise ValueError(
-                    f"views={self.views} averages training views of in-sample posteriors: "
-                    "it needs posteriors=insample"
-                )
+            check_views(self.views, self.posteriors)
 
     def recipe(self) -> Recipe:
         """The training recipe of this configuration's ``scale``."""
@@ -154,7 +158,7 @@ class SmallCNN(TorchLearner):
             chunk=PREDICT_CHUNK,
             mc_samples=self.config.mc_samples,
             insample=insample,
-            views=getattr(self.config, "views", 1),  # elr shares this method, not the field
+            views=self.config.views,
         )
 
     def progress_steps(self) -> int:
