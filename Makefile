@@ -70,7 +70,7 @@ fit: venv-dev
 # posteriors shipped in results/posteriors; entries already there are read, not fitted again.
 # Needs the CIFAR-10 images (ALCBENCH_DATA, or POSTERIOR_ARGS=--data-root DIR).
 SHIPPED_LEARNERS ?= smallcnn smallcnn[posteriors=insample] coteaching elr ssl ensemble[posteriors=insample] \
-	ensemble[posteriors=insample,views=8]
+	ensemble[members=5,posteriors=insample,views=8]
 posteriors: venv-dev
 	for learner in $(SHIPPED_LEARNERS); do for t in 2 10; do \
 	  $(BIN)/alcbench fit --dataset "cifar10h[temperature=$$t]" --learner "$$learner" --seeds 0-4 \
