@@ -285,6 +285,28 @@ def group_rows(board: pd.DataFrame, section: Section) -> pd.DataFrame:
     return board[(board["dataset"] == section.dataset) & (board["learner"] == section.learner)]
 
 
+#: The names of a group's figures in a report's ``plots/`` (``<dataset>__<learner>...``).
+GROUP_FIGURES = ("*__*.png", "*__*.svg", "*__*.pdf")
+
+
+def prune_stale(folder: Path, patterns: Sequence[str], written: Sequence[Path]) -> list[Path]:
+    """Removes the files of ``folder`` that match ``patterns`` and are not among ``written``:
+    what an earlier report wrote for a group this one no longer has (a learner or dataset
+    dropped from the suite). Returns the paths removed."""
+    keep = {Path(p).resolve() for p in written}
+    stale = sorted(
+        {
+            f
+            for pattern in patterns
+            for f in Path(folder).glob(pattern)
+            if f.is_file() and f.resolve() not in keep
+        }
+    )
+    for f in stale:
+        f.unlink()
+    return stale
+
+
 def _group_figures(
     folder: Path, s: Section, gc: plots.GroupCurves, rows: pd.DataFrame, styles: dict[str, plots.Style]
 ) -> list[Path]:
@@ -306,7 +328,8 @@ def write_report(out_dir: Path, runs: pd.DataFrame, curves: pd.DataFrame) -> lis
     :func:`benchmark.learner_summary.learner_summary`), and under ``plots/``:
     ``<group>.png`` (label accuracy against annotations, mean ± 95 % CI over seeds),
     ``<group>_mislabelled.png`` (mislabelled samples left, clear and ambiguous) for each group
-    with successful runs, and ``auc_overview.png``. ``<group>`` is ``<dataset>__<learner>``
+    with successful runs, and ``auc_overview.png``; the figures of groups an earlier report
+    drew and this one has not are removed. ``<group>`` is ``<dataset>__<learner>``
     with characters other than letters, digits and ``. _ -`` replaced.
     The same tables give byte-identical outputs. Returns the paths written, in that order.
     """
@@ -375,4 +398,5 @@ def write_report(out_dir: Path, runs: pd.DataFrame, curves: pd.DataFrame) -> lis
         path = out_dir / name
         write_bytes(path, text.encode("utf-8"))
         written.append(path)
+    prune_stale(folder, GROUP_FIGURES, figures)
     return written + figures

@@ -184,6 +184,9 @@ def publish(results_dir: Path, site_dir: Path, *, refresh_report: bool = True) -
         path = site_dir / page.name
         write_bytes(path, _document(page, nav, footer).encode("utf-8"))
         written.append(path)
+    # pages and figures of groups an earlier site had and these results have not
+    report.prune_stale(site_dir, ("group-*.html",), written)
+    report.prune_stale(site_dir / "plots", report.GROUP_FIGURES, written)
     return written
 
 

@@ -328,6 +328,23 @@ def test_colliding_safe_names_are_told_apart(tmp_path: Path) -> None:
     assert len({p.name for p in pngs}) == len(pngs) == 5
 
 
+def test_a_group_no_longer_in_the_runs_loses_its_figures_and_nothing_else_is_removed(tmp_path: Path) -> None:
+    runs, curves = make_tables()
+    first = report.write_report(tmp_path, runs, curves)
+    dropped = sorted(p for p in first if "file_post" in p.name)
+    assert len(dropped) == 6  # accuracy and mislabelled figures, PNG, SVG and PDF
+    (tmp_path / "plots" / "mine__notes.txt").write_text("a user's file")
+    (tmp_path / "plots" / "sketch.png").write_bytes(b"not a group figure")
+    second = report.write_report(tmp_path, runs[runs["learner"] != FILE], curves)
+    assert not any(p.exists() for p in dropped)
+    assert all(p.is_file() for p in second)
+    assert (tmp_path / "plots" / "mine__notes.txt").is_file() and (
+        tmp_path / "plots" / "sketch.png"
+    ).is_file()
+    kept = {p.name for p in (tmp_path / "plots").iterdir()}
+    assert kept == {p.name for p in second if p.parent.name == "plots"} | {"mine__notes.txt", "sketch.png"}
+
+
 def test_load_tables_reads_parquet_and_names_a_missing_file(tmp_path: Path) -> None:
     runs, curves = make_tables()
     runs.to_parquet(tmp_path / "runs.parquet")

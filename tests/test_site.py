@@ -15,6 +15,7 @@ import pytest
 
 from benchmark import registry
 from benchmark.cli import main
+from benchmark.plots import safe_name
 
 DATASETS = ("cifar10h[n=300,temperature=10]", "cifar10h[n=300,temperature=2]")
 
@@ -56,7 +57,12 @@ def test_every_link_and_image_resolves_inside_the_site(site: Path) -> None:
     pages = _pages(site)
     assert {p.name for p in pages} >= {"index.html", "skipped.html"}
     assert len([p for p in pages if p.name.startswith("group-")]) == 2
-    for page in pages:
+    check_references_resolve(site)
+
+
+def check_references_resolve(site: Path) -> None:
+    """Every link and image of every page is a file inside the site."""
+    for page in _pages(site):
         for ref in _references(page):
             assert not ref.startswith(("http:", "https:", "//")), f"{page.name} reaches the network: {ref}"
             target = (page.parent / unquote(urlparse(ref).path)).resolve()
@@ -93,6 +99,28 @@ def test_same_results_give_the_same_site(site: Path, tmp_path: Path) -> None:
     assert main(["publish", str(results), "--site", str(again)]) == 0
     for page in _pages(site):
         assert (again / page.name).read_bytes() == page.read_bytes(), page.name
+
+
+def test_a_group_no_longer_in_the_results_loses_its_page_and_figures(site: Path, tmp_path: Path) -> None:
+    """Published again after one dataset's runs are gone, the site keeps no page or figure of it
+    (the earlier report's figures of it are removed as well)."""
+    import pandas as pd
+
+    results = tmp_path / "results"
+    shutil.copytree(site.parent / "results", results)
+    again = tmp_path / "site"
+    shutil.copytree(site, again)
+    gone = DATASETS[0]
+    stale = [p for p in again.rglob("*") if p.is_file() and safe_name(gone) in p.name]
+    assert any(p.suffix == ".html" for p in stale) and any(p.suffix == ".png" for p in stale)
+    runs = pd.read_parquet(results / "runs.parquet")
+    runs[runs["dataset"] != gone].to_parquet(results / "runs.parquet")
+    assert main(["publish", str(results), "--site", str(again)]) == 0
+    assert not any(p.exists() for p in stale)
+    assert not [p for p in (results / "plots").iterdir() if safe_name(gone) in p.name]
+    assert [p for p in (again / "plots").iterdir() if safe_name(DATASETS[1]) in p.name]
+    assert len([p for p in _pages(again) if p.name.startswith("group-")]) == 1
+    check_references_resolve(again)
 
 
 # --------------------------------------------------------------------------- in a real browser
