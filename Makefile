@@ -69,10 +69,12 @@ fit: venv-dev
 # Fits every learner of the default suite on CIFAR-10H (T=2 and T=10, seeds 0-4) into the
 # posteriors shipped in results/posteriors; entries already there are read, not fitted again.
 # Needs the CIFAR-10 images (ALCBENCH_DATA, or POSTERIOR_ARGS=--data-root DIR).
-SHIPPED_LEARNERS ?= smallcnn smallcnn[posteriors=insample] coteaching elr ssl ensemble[posteriors=insample] \
-	ensemble[members=5,posteriors=insample,views=8]
+# The learners are the suite's (benchmark.suite.shipped_learners); SHIPPED_LEARNERS='a b' names others.
+SHIPPED_LEARNERS ?=
 posteriors: venv-dev
-	for learner in $(SHIPPED_LEARNERS); do for t in 2 10; do \
+	set -f; learners='$(SHIPPED_LEARNERS)'; [ -n "$$learners" ] || learners=$$($(BIN)/python -c \
+	  'from benchmark.suite import shipped_learners; print(*shipped_learners("cifar10h"))') || exit 1; \
+	for learner in $$learners; do for t in 2 10; do \
 	  $(BIN)/alcbench fit --dataset "cifar10h[temperature=$$t]" --learner "$$learner" --seeds 0-4 \
 	    --cache $(OUT)/posteriors $(POSTERIOR_ARGS) || exit 1; done; done
 

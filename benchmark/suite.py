@@ -65,6 +65,14 @@ def learners_for(dataset_spec: str) -> tuple[str, ...]:
     return tuple(cls.learners) or DEFAULT_LEARNERS
 
 
+def shipped_learners(dataset_spec: str) -> tuple[str, ...]:
+    """The learners of :func:`learners_for` whose posteriors are cached (and so ship with the
+    results): those a default benchmark reads rather than fits."""
+    return tuple(
+        spec for spec in learners_for(dataset_spec) if registry.get("learner", parse_spec(spec)[0]).cache
+    )
+
+
 def source_for(learner_spec: str) -> Source:
     """The default suite's posterior source for a learner spec, with its active runs."""
     return Source(learner=learner_spec, active_every=ACTIVE_EVERY.get(parse_spec(learner_spec)[0], 0))

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from benchmark import registry
-from benchmark.cache import SHIPPED_POSTERIORS, cache_key
-from benchmark.suite import learners_for
+from benchmark.cache import SHIPPED_POSTERIORS, entry_path
+from benchmark.suite import shipped_learners
 
 SEEDS = range(5)
 
@@ -19,12 +19,9 @@ def test_every_default_learner_has_its_cifar10h_posteriors_shipped(data_root: Pa
     spec = f"cifar10h[temperature={temperature}]"
     task = registry.create("dataset", spec).load(data_root)
     missing = []
-    for learner_spec in learners_for(spec):
+    for learner_spec in shipped_learners(spec):
         learner = registry.create("learner", learner_spec)
-        if not type(learner).cache:
-            continue
         for seed in SEEDS:
-            entry = Path(SHIPPED_POSTERIORS) / learner.name / f"{cache_key(task, learner, seed)}.npz"
-            if not entry.is_file():
+            if not entry_path(task, learner, seed, SHIPPED_POSTERIORS).is_file():
                 missing.append(f"{learner_spec} seed {seed}")
     assert not missing, f"{spec}: not shipped: {', '.join(missing)}"
