@@ -69,11 +69,11 @@ fit: venv-dev
 # Fits every learner of the default suite on CIFAR-10H (T=2 and T=10, seeds 0-4) into the
 # posteriors shipped in results/posteriors; entries already there are read, not fitted again.
 # Needs the CIFAR-10 images (ALCBENCH_DATA, or POSTERIOR_ARGS=--data-root DIR).
-# The learners are the suite's (benchmark.suite.shipped_learners); SHIPPED_LEARNERS='a b' names others.
+# The learners are the suite's (benchmark.run.suite.shipped_learners); SHIPPED_LEARNERS='a b' names others.
 SHIPPED_LEARNERS ?=
 posteriors: venv-dev
 	set -f; learners='$(SHIPPED_LEARNERS)'; [ -n "$$learners" ] || learners=$$($(BIN)/python -c \
-	  'from benchmark.suite import shipped_learners; print(*shipped_learners("cifar10h"))') || exit 1; \
+	  'from benchmark.run.suite import shipped_learners; print(*shipped_learners("cifar10h"))') || exit 1; \
 	for learner in $$learners; do for t in 2 10; do \
 	  $(BIN)/alcbench fit --dataset "cifar10h[temperature=$$t]" --learner "$$learner" --seeds 0-4 \
 	    --cache $(OUT)/posteriors $(POSTERIOR_ARGS) || exit 1; done; done

@@ -8,9 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import benchmark
-from benchmark.config import MAX_SEEDS
-from benchmark.engines import BACKENDS, DEFAULT_RETRIES
-from benchmark.metrics import DEFAULT_TARGET_ACCURACY
+from benchmark.config import DEFAULT_TARGET_ACCURACY, MAX_SEEDS
+from benchmark.run.engines import BACKENDS, DEFAULT_RETRIES
 
 
 def _count(minimum: int, *, also: tuple[int, ...] = (), what: str = "") -> Any:

@@ -13,8 +13,8 @@ from typing import Any
 
 from benchmark import registry
 from benchmark.arguments import build_parser
-from benchmark.cache import SHIPPED_POSTERIORS, use_cache_dirs
 from benchmark.dataroot import user_cache_dir
+from benchmark.posteriors.cache import SHIPPED_POSTERIORS, use_cache_dirs
 
 KIND_ALIASES = {
     "datasets": "dataset",
@@ -119,7 +119,7 @@ def _execute(
     preload_failures: Sequence[str] = (),
 ) -> int:
 
-    from benchmark.engines import open_engine
+    from benchmark.run.engines import open_engine
     from benchmark.threads import available_cores
 
     # Unknown names and bad parameters fail here, before any work; every spec is recorded in
@@ -155,9 +155,10 @@ def _execute_on(
 ) -> int:
     import pandas as pd
 
-    from benchmark import results, runner
     from benchmark.config import parse_seeds
-    from benchmark.report import write_report
+    from benchmark.report.pages import write_report
+    from benchmark.results import tables
+    from benchmark.run import runner
 
     seeds = parse_seeds(args.seeds)
     progress = not args.no_progress
@@ -179,17 +180,17 @@ def _execute_on(
         plan, args.out, jobs=jobs, resume=args.resume, progress=progress, engine=engine, retries=args.retries
     )
     # Several commands may write into one folder: the tables are merged under a lock.
-    with results.locked(args.out):
-        update = results.write_tables(args.out, rows, merge=not suite)
-        dropped = results.write_skipped_inputs(args.out, plan.tasks)
-        refit_timings = results.write_refit_timings(args.out, plan.configs)
+    with tables.locked(args.out):
+        update = tables.write_tables(args.out, rows, merge=not suite)
+        dropped = tables.write_skipped_inputs(args.out, plan.tasks)
+        refit_timings = tables.write_refit_timings(args.out, plan.configs)
         if suite and not args.no_downstream:
             downstream_lines = _downstream(args.out, update.runs, plan.tasks, None, jobs, progress)
         else:
             downstream_lines = []
         written = write_report(args.out, update.runs, update.curves)
         if suite:
-            from benchmark.site import publish
+            from benchmark.report.site import publish
 
             written += publish(args.out, args.out / "site", refresh_report=False)
     elapsed = time.perf_counter() - started
@@ -251,9 +252,10 @@ def _downstream(
     model: str = "ssl-head",
 ) -> list[str]:
     """Runs the downstream stage on ``out``'s runs and writes its tables; returns summary lines."""
-    from benchmark.downstream import RETRAIN_MODELS, run_downstream
-    from benchmark.downstream_report import write_downstream
-    from benchmark.suite import downstream_groups
+    from benchmark.downstream.models import RETRAIN_MODELS
+    from benchmark.downstream.report import write_downstream
+    from benchmark.downstream.training import run_downstream
+    from benchmark.run.suite import downstream_groups
 
     started = time.perf_counter()
     groups, notes = downstream_groups(runs, tasks, learner)
@@ -276,8 +278,8 @@ def _downstream(
 
 
 def cmd_downstream(args: argparse.Namespace) -> int:
-    from benchmark.report import write_report
-    from benchmark.results import load_tables, locked
+    from benchmark.report.pages import write_report
+    from benchmark.results.tables import load_tables, locked
     from benchmark.threads import available_cores
 
     runs, curves = load_tables(args.dir)
@@ -310,7 +312,7 @@ def _canonical(kind: str, spec: str) -> str:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from benchmark.config import Source
-    from benchmark.results import check_writable
+    from benchmark.results.tables import check_writable
 
     check_writable(args.out)
 
@@ -318,7 +320,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         registry.create("strategy", spec)
     if args.posteriors is not None:
         # A bad file is the user's input error: say so before any work starts.
-        from benchmark.posteriors import load_posteriors_file
+        from benchmark.posteriors.files import load_posteriors_file
 
         task = registry.create("dataset", args.dataset).load(args.data_root)
         load_posteriors_file(args.posteriors, task.n_samples, task.n_classes)
@@ -329,8 +331,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_suite(args: argparse.Namespace) -> int:
-    from benchmark.results import check_writable
-    from benchmark.suite import expand, learners_for, source_for
+    from benchmark.results.tables import check_writable
+    from benchmark.run.suite import expand, learners_for, source_for
 
     check_writable(args.out)
     datasets, failed_d = expand("dataset", tuple(args.datasets) if args.datasets else None)
@@ -345,8 +347,8 @@ def cmd_suite(args: argparse.Namespace) -> int:
 def cmd_fit(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from benchmark.cache import fetch
     from benchmark.config import parse_seeds
+    from benchmark.posteriors.cache import fetch
 
     task = registry.create("dataset", args.dataset).load(args.data_root)
     learner = registry.create("learner", args.learner)
@@ -368,8 +370,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from benchmark.report import write_report
-    from benchmark.results import load_tables
+    from benchmark.report.pages import write_report
+    from benchmark.results.tables import load_tables
 
     runs, curves = load_tables(args.dir)
     for path in write_report(args.dir, runs, curves):
@@ -378,8 +380,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
-    from benchmark.results import locked
-    from benchmark.site import publish
+    from benchmark.report.site import publish
+    from benchmark.results.tables import locked
 
     site = args.site if args.site is not None else args.dir / "site"
     with locked(args.dir):

@@ -13,7 +13,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmark.metrics import DEFAULT_TARGET_ACCURACY
+#: Default absolute target for "annotations needed to reach a target accuracy", in %.
+DEFAULT_TARGET_ACCURACY = 95.0
 
 
 @dataclass(frozen=True)

@@ -162,7 +162,7 @@ class Strategy(Plugin):
       row of the context (its label counts, posteriors, ...), never on other samples'. The
       simulator then scores once and sorts once. A strategy that normalises over the whole
       dataset must set it False; it is then simulated by the per-step reference loop
-      (:mod:`benchmark.reference`), which re-scores every sample at every selection:
+      (:mod:`benchmark.simulation.reference`), which re-scores every sample at every selection:
       correct, and slower.
     - ``reselect``: the strategy may return to a sample whose majority is still wrong after
       its annotation (the oracle); the simulator re-scores that one row and keeps it in a
@@ -209,7 +209,7 @@ class Posteriors:
 class Learner(Plugin):
     """Fits a model on a task's noisy labels and returns posteriors for every sample.
 
-    Outputs are cached on disk under a hash of ``cache_key`` (see :mod:`benchmark.cache`);
+    Outputs are cached on disk under a hash of ``cache_key`` (see :mod:`benchmark.posteriors.cache`);
     bump ``version`` whenever a change to the code would change what it returns.
     """
 
@@ -221,7 +221,7 @@ class Learner(Plugin):
     cache: ClassVar[bool] = True
     #: Parameters added after cache entries were made, each with the value that does what the
     #: learner did before the parameter existed: at that value it stays out of the cache key
-    #: (:func:`benchmark.cache.key_params`), so the entries made before it are still found.
+    #: (:func:`benchmark.posteriors.cache.key_params`), so the entries made before it are still found.
     key_neutral: ClassVar[dict[str, Any]] = {}
 
     def fit_predict(self, task: CleaningTask, *, seed: int, progress: bool = True) -> Posteriors:

@@ -42,7 +42,7 @@ class CleaningTask:
         info: free-form facts about the task (noise rate, source files, ...). Read by the
             engine: ``image_source`` and ``image_source_default``, which copy of the images
             a learner would read and the dataset's default copy (part of the learner cache's
-            key, see :mod:`benchmark.cache`).
+            key, see :mod:`benchmark.posteriors.cache`).
     """
 
     name: str

@@ -14,9 +14,15 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.cache import EVAL_SET, EVAL_SOURCE, EVAL_SOURCE_DEFAULT, IMAGE_SOURCE, IMAGE_SOURCE_DEFAULT
 from benchmark.dataroot import DataNotFoundError, find_data_file, user_cache_dir
 from benchmark.plugins import Dataset, Param
+from benchmark.posteriors.cache import (
+    EVAL_SET,
+    EVAL_SOURCE,
+    EVAL_SOURCE_DEFAULT,
+    IMAGE_SOURCE,
+    IMAGE_SOURCE_DEFAULT,
+)
 from benchmark.task import CleaningTask, normalised_entropy
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
@@ -131,7 +137,7 @@ IMAGE_FILES = (
     ("cifar10/cifar10_test_from_jpeg.npz", "jpeg"),
 )
 #: The copy the shipped posteriors were fitted on; its cache keys are those from before the
-#: key named the copy (see benchmark/cache.py).
+#: key named the copy (see benchmark/posteriors/cache.py).
 DEFAULT_IMAGE_SOURCE = "jpeg"
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 
 from benchmark.plugins import ScoringContext, Strategy
-from benchmark.scoring import bald
+from benchmark.simulation.scoring import bald
 
 
 class BALD(Strategy):

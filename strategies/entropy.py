@@ -3,7 +3,7 @@
 import numpy as np
 
 from benchmark.plugins import ScoringContext, Strategy
-from benchmark.scoring import entropy
+from benchmark.simulation.scoring import entropy
 
 
 class Entropy(Strategy):

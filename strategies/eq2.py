@@ -3,7 +3,7 @@
 import numpy as np
 
 from benchmark.plugins import Param, ScoringContext, Strategy
-from benchmark.scoring import correctness_minus_difficulty
+from benchmark.simulation.scoring import correctness_minus_difficulty
 
 
 class Eq2(Strategy):

@@ -3,7 +3,7 @@
 import numpy as np
 
 from benchmark.plugins import ScoringContext, Strategy
-from benchmark.scoring import cross_entropy
+from benchmark.simulation.scoring import cross_entropy
 
 
 class Loss(Strategy):

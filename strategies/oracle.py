@@ -3,7 +3,7 @@
 import numpy as np
 
 from benchmark.plugins import ScoringContext, Strategy
-from benchmark.scoring import oracle_score
+from benchmark.simulation.scoring import oracle_score
 
 
 class Oracle(Strategy):

@@ -32,8 +32,8 @@ def make_task() -> Callable[..., CleaningTask]:
 @pytest.fixture(autouse=True)
 def _no_cache_dirs_from_other_tests() -> Iterator[None]:
     """A command run by a test names its cache folders in the environment
-    (:func:`benchmark.cache.use_cache_dirs`); no test inherits another's."""
-    from benchmark.cache import CACHE_DIRS_ENV
+    (:func:`benchmark.posteriors.cache.use_cache_dirs`); no test inherits another's."""
+    from benchmark.posteriors.cache import CACHE_DIRS_ENV
 
     os.environ.pop(CACHE_DIRS_ENV, None)
     yield

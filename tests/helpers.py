@@ -9,7 +9,7 @@ from types import ModuleType
 import numpy as np
 
 from benchmark.plugins import ScoringContext
-from benchmark.simulator import initial_counts
+from benchmark.simulation.simulator import initial_counts
 from benchmark.task import CleaningTask
 
 

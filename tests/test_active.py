@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from benchmark import registry
-from benchmark.simulator import simulate
+from benchmark.simulation.simulator import simulate
 
 
 def _random_task(seed: int, n: int = 200, c: int = 4):

@@ -1,74 +1,53 @@
-"""The engine's layout: one job per module, imports that only go down the floors, and nothing
-dataset- or strategy-specific inside it (DESIGN.md, "Layout")."""
+"""The engine's layout (DESIGN.md, "Layout"): one sub-package per stage of the flow, imports that
+only go from a stage to itself, to earlier stages and to the shared top level, no module too long
+to read in one sitting, and nothing dataset- or strategy-specific inside it."""
 
 from __future__ import annotations
 
 import ast
+import importlib
 from pathlib import Path
 
 import pytest
 
+import benchmark
+
 ENGINE = Path(__file__).resolve().parent.parent / "benchmark"
 
-#: Each engine module's floor: a module imports only from its own floor or those below.
-FLOORS: dict[str, int] = {
-    # the data model and plain I/O
-    "benchmark": 0,
-    "_plugins": 0,
-    "atomic": 0,
-    "dataroot": 0,
-    "task": 0,
-    "expert": 0,
-    "threads": 0,
-    "params": 0,
-    "radiographs": 1,
-    # plugin contracts and what they compute with
-    "plugins": 1,
-    "scoring": 1,
-    "registry": 2,
-    "posteriors": 2,
-    "cache": 2,
-    "cache_entry": 2,
-    "learner_config": 1,
-    "folds": 1,
-    "crossfit": 2,
-    "learners": 3,  # every module of benchmark/learners/
-    # simulation
-    "trajectory": 2,
-    "snapshots": 3,
-    "reference": 3,
-    "simulator": 4,
-    "metrics": 5,
-    # results: configuration, schema and I/O, then the runner that fills them
-    "config": 6,
-    "results": 7,
-    "engines": 0,
-    "runner": 8,
-    "diagnostics": 3,
-    "suite": 8,
-    "downstream": 8,
-    # reading results back: aggregation, figures, pages
-    "leaderboard": 8,
-    "learner_summary": 9,
-    "plots": 9,
-    "downstream_report": 9,
-    "report": 10,
-    "site": 11,
-    # cleaning a team's own data: the ledger and its inputs, the queue, its files, its commands
-    "clean.ledger": 0,
-    "clean.inputs": 0,
-    "clean.labelstudio": 0,
-    "clean.project": 5,
-    "clean.example": 5,
-    "clean.batches": 6,
-    "clean": 7,
-    "clean.progress": 10,
-    "clean.cli": 10,
-    # developer tools and the command line
-    "perf": 11,  # every module of benchmark/perf/
-    "arguments": 11,
-    "cli": 12,
+#: The top level: what every stage uses (the plugin model, the data model, data roots, atomic
+#: writes, the CPU-thread budget, radiograph reading, a cell's configuration).
+SHARED = {
+    "benchmark",
+    "_plugins",
+    "atomic",
+    "config",
+    "dataroot",
+    "params",
+    "plugins",
+    "radiographs",
+    "registry",
+    "task",
+    "threads",
 }
+#: The stages, in the order of the flow: each imports only from itself, the ones before it and
+#: the shared top level.
+STAGES = ("posteriors", "learners", "simulation", "results", "run", "downstream", "report", "clean", "perf")
+#: The command line, at the top level, sits above every stage.
+ENTRY = {"arguments", "cli"}
+#: The most lines one module may have (the speed benchmarks of perf/ are exempt).
+MAX_LINES = 450
+
+
+def rank(module: str) -> int:
+    """0 for the shared top level, 1.. for the stages in order, then the command line."""
+    top = module.split(".")[0]
+    if top in STAGES:
+        return 1 + STAGES.index(top)
+    if module in SHARED:
+        return 0
+    if module in ENTRY:
+        return 1 + len(STAGES)
+    raise AssertionError(f"benchmark/{module}: neither a stage nor named in this test's top level")
 
 
 def engine_modules() -> dict[str, Path]:
@@ -83,15 +62,9 @@ def engine_modules() -> dict[str, Path]:
     return out
 
 
-def floor(module: str) -> int:
-    key = module.split(".")[0] if module.split(".")[0] in ("learners", "perf") else module
-    if key not in FLOORS:
-        raise AssertionError(f"benchmark/{module}: not in the floor map of this test; give it a floor")
-    return FLOORS[key]
-
-
 def imports(path: Path) -> list[str]:
-    """Every module ``path`` imports, as written (absolute names; relative ones resolved)."""
+    """Every module ``path`` imports, at its top or inside a function, as written (absolute
+    names; relative ones resolved; ``from benchmark import x`` as ``benchmark.x``)."""
     found = []
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
@@ -118,19 +91,48 @@ def engine_imports(path: Path) -> set[str]:
     return out
 
 
-def test_every_engine_module_has_a_floor() -> None:
+def layering_errors(modules: dict[str, Path]) -> list[str]:
+    """One line per import that goes to a later stage (or to the command line)."""
+    errors = []
+    for module, path in sorted(modules.items()):
+        for dep in sorted(engine_imports(path)):
+            if rank(dep) > rank(module):
+                errors.append(f"benchmark.{module} imports benchmark.{dep}, a later stage")
+    return errors
+
+
+def test_every_engine_module_is_in_a_stage_or_named_at_the_top_level() -> None:
     for module in engine_modules():
-        floor(module)
+        rank(module)
 
 
-@pytest.mark.parametrize("module", sorted(engine_modules()))
-def test_imports_only_go_down_the_floors(module: str) -> None:
-    path = engine_modules()[module]
-    for dep in sorted(engine_imports(path)):
-        assert floor(dep) <= floor(module), (
-            f"benchmark/{module} (floor {floor(module)}) imports {dep} (floor {floor(dep)}): "
-            "an import back up the floors"
-        )
+def test_the_top_level_holds_the_shared_modules_and_the_command_line_only() -> None:
+    top = {p.stem for p in ENGINE.glob("*.py")} - {"__init__"}
+    assert top == (SHARED | ENTRY) - {"benchmark"}
+    assert len(top) + 1 <= 14
+    packages = {p.parent.name for p in ENGINE.glob("*/__init__.py")}
+    assert packages == set(STAGES)
+
+
+def test_each_stage_imports_only_itself_earlier_stages_and_the_top_level() -> None:
+    assert layering_errors(engine_modules()) == []
+
+
+def test_the_layering_check_catches_a_stage_importing_a_later_one(tmp_path: Path) -> None:
+    # A deliberate bad import: the simulator reading the report pages.
+    modules = engine_modules()
+    bad = tmp_path / "simulator.py"
+    bad.write_text(modules["simulation.simulator"].read_text() + "\nfrom benchmark.report import pages\n")
+    modules["simulation.simulator"] = bad
+    assert layering_errors(modules) == [
+        "benchmark.simulation.simulator imports benchmark.report, a later stage"
+    ]
+    # and a shared top-level module importing a stage
+    bad_task = tmp_path / "task.py"
+    bad_task.write_text(modules["task"].read_text() + "\nimport benchmark.simulation.expert\n")
+    assert layering_errors({"task": bad_task}) == [
+        "benchmark.task imports benchmark.simulation.expert, a later stage"
+    ]
 
 
 def test_the_engine_import_graph_has_no_cycle() -> None:
@@ -151,6 +153,30 @@ def test_the_engine_import_graph_has_no_cycle() -> None:
         visit(m, [])
 
 
+def test_no_engine_module_is_longer_than_one_sitting() -> None:
+    long = {
+        module: n
+        for module, path in engine_modules().items()
+        if not module.startswith("perf") and (n := len(path.read_text().splitlines())) > MAX_LINES
+    }
+    assert long == {}
+
+
+def test_the_engine_imports_moved_modules_by_their_new_names_only() -> None:
+    for module, path in engine_modules().items():
+        old = {f"benchmark.{d}" for d in engine_imports(path)} & set(benchmark.MOVED)
+        assert not old, f"benchmark/{module} imports {sorted(old)} by an old name"
+
+
+@pytest.mark.parametrize("old", sorted(benchmark.MOVED))
+def test_an_old_module_path_imports_the_moved_module_itself(old: str) -> None:
+    new = importlib.import_module(benchmark.MOVED[old])
+    assert importlib.import_module(old) is new
+    assert new.__name__ == new.__spec__.name == benchmark.MOVED[old]
+    parent, _, leaf = old.rpartition(".")
+    assert getattr(importlib.import_module(parent), leaf) is new
+
+
 def test_the_engine_imports_no_dataset_or_strategy_module_by_name() -> None:
     for module, path in engine_modules().items():
         for name in imports(path):
@@ -159,15 +185,17 @@ def test_the_engine_imports_no_dataset_or_strategy_module_by_name() -> None:
 
 
 def test_results_flow_one_way_from_runner_to_pages() -> None:
-    # The runner writes tables; nothing that writes them reads the report modules back.
-    for module in ("config", "results", "runner", "simulator", "metrics"):
-        deps = engine_imports(engine_modules()[module])
-        assert not deps & {"leaderboard", "plots", "report", "cli"}, (module, deps)
-    assert "report" not in engine_imports(engine_modules()["plots"])
-    assert not engine_imports(engine_modules()["leaderboard"]) & {"plots", "report"}
+    # The runner writes tables; nothing that writes them reads the aggregation or pages back.
+    modules = engine_modules()
+    readers = {"results.leaderboard", "results.plots", "report.pages", "report.site", "cli"}
+    for module in ("config", "results.tables", "run.runner", "simulation.simulator", "simulation.metrics"):
+        deps = engine_imports(modules[module])
+        assert not deps & readers, (module, deps)
+    assert not engine_imports(modules["results.plots"]) & {"report.pages", "report.site"}
+    assert not engine_imports(modules["results.leaderboard"]) & {"results.plots", "report.pages"}
 
 
 def test_the_aggregation_module_does_no_io() -> None:
-    text = engine_modules()["leaderboard"].read_text()
+    text = engine_modules()["results.leaderboard"].read_text()
     for io in ("open(", "read_parquet", "to_parquet", "to_csv", "write_bytes", "savefig", "Path("):
-        assert io not in text, f"benchmark/leaderboard.py uses {io}"
+        assert io not in text, f"benchmark/results/leaderboard.py uses {io}"

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from helpers import make_task
 
-from benchmark.cache import LOCKS, cache_key, load_or_fit
 from benchmark.learners.truth import TruthLearner
 from benchmark.plugins import Learner, Posteriors
+from benchmark.posteriors.cache import LOCKS, cache_key, load_or_fit
 from benchmark.task import CleaningTask
 
 
@@ -283,8 +283,8 @@ def test_corrupt_entry_in_an_extra_dir_is_skipped_with_a_warning(task: CleaningT
 
 def write_entry(cache_dir: Path, task: CleaningTask, learner: Learner, seed: int, probs: np.ndarray) -> Path:
     """An entry for (task, learner, seed) as the cache writes it, holding ``probs``."""
-    from benchmark.cache import key_inputs
-    from benchmark.cache_entry import write_entry as store
+    from benchmark.posteriors.cache import key_inputs
+    from benchmark.posteriors.cache_entry import write_entry as store
 
     key = cache_key(task, learner, seed)
     path = cache_dir / learner.name / f"{key}.npz"
@@ -303,7 +303,7 @@ def to_legacy(path: Path) -> None:
 
 
 def test_entry_records_its_key_and_inputs(task: CleaningTask, tmp_path: Path) -> None:
-    from benchmark.cache import key_inputs
+    from benchmark.posteriors.cache import key_inputs
 
     _, key = load_or_fit(task, CountingLearner(), 0, cache_dir=tmp_path)
     with np.load(tmp_path / "counting" / f"{key}.npz") as z:
@@ -439,7 +439,7 @@ def test_bad_entry_and_absent_images_name_both(task: CleaningTask, tmp_path: Pat
 def test_learner_returning_invalid_posteriors_fails_and_stores_nothing(
     task: CleaningTask, tmp_path: Path
 ) -> None:
-    from benchmark.posteriors import PosteriorsError
+    from benchmark.posteriors.files import PosteriorsError
 
     class Broken(CountingLearner):
         name = "broken"
@@ -499,7 +499,7 @@ def test_shipped_posteriors_are_valid_hits(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest, with_images: bool
 ) -> None:
     from benchmark import registry
-    from benchmark.cache import fetch
+    from benchmark.posteriors.cache import fetch
 
     monkeypatch.delenv("ALCBENCH_DATA", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))

@@ -22,12 +22,12 @@ from helpers import TOY_CLASSES, TOY_LABELS, TOY_POSTERIORS
 from benchmark.clean import InputError, Project, ProjectError, Vote
 from benchmark.clean.batches import labelstudio_tasks
 from benchmark.clean.example import answer_rows, load_task, prepare, sample_ids
+from benchmark.clean.ingest import PAUSE_ENV
 from benchmark.clean.inputs import read_labelstudio_export
-from benchmark.clean.project import PAUSE_ENV
 from benchmark.cli import main
-from benchmark.metrics import curve_points
-from benchmark.posteriors import PosteriorsError
-from benchmark.trajectory import build_trajectory
+from benchmark.posteriors.files import PosteriorsError
+from benchmark.simulation.metrics import curve_points
+from benchmark.simulation.trajectory import build_trajectory
 
 FIXTURES = Path(__file__).parent / "data" / "labelstudio"
 CLASSES = TOY_CLASSES
@@ -625,7 +625,7 @@ def test_refit_every_b_answers_refits_the_learner_and_reranks(echo_learner: Path
 def test_dicom_images_are_read_as_the_chest_x_ray_datasets_read_them(echo_learner: Path) -> None:
     from test_radiograph import gradient, write_dicom
 
-    from benchmark.clean.project import load_images
+    from benchmark.clean.images import load_images
     from benchmark.radiographs import read_radiograph
 
     (echo_learner / "x1.png").unlink()

@@ -307,7 +307,7 @@ def test_learner_that_raises_fails_its_cells_and_the_others_finish(tmp_path, plu
 
 
 def test_interrupted_benchmark_keeps_finished_cells_and_resumes(tmp_path, truth_posteriors, monkeypatch):
-    from benchmark import runner
+    from benchmark.run import runner
 
     out = tmp_path / "res"
     real = runner.run_cell
@@ -547,7 +547,7 @@ def test_bad_cache_entry_without_images_skips_naming_the_entry_and_the_images(
     tmp_path, offline, monkeypatch, capsys
 ):
     from benchmark import cli
-    from benchmark.cache import cache_key
+    from benchmark.posteriors.cache import cache_key
 
     monkeypatch.setattr(cli, "SHIPPED_POSTERIORS", tmp_path / "nothing-shipped")
     task = registry.create("dataset", DATASET).load()

@@ -8,7 +8,7 @@ import pytest
 from benchmark import registry
 from benchmark.learners.coteaching import CoTeaching
 from benchmark.plugins import Posteriors
-from benchmark.posteriors import check_posteriors_array
+from benchmark.posteriors.files import check_posteriors_array
 from benchmark.task import CleaningTask
 
 torch = pytest.importorskip("torch")
@@ -179,7 +179,7 @@ def test_views_average_each_networks_training_views(task: CleaningTask) -> None:
     """views=K: each network's in-sample posterior is the mean of the same K seeded training
     views, the first being the one-view posterior; probs is the pair's mean; views=1 keys as
     before the parameter existed."""
-    from benchmark.cache import cache_key, key_inputs
+    from benchmark.posteriors.cache import cache_key, key_inputs
 
     params = {**FAST, "posteriors": "insample"}
     one, three = CoTeaching(**params), CoTeaching(**params, views=3)

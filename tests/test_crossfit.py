@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from benchmark import registry
-from benchmark.crossfit import CrossFitLearner, cross_fit, derived_seed, fold_assignment
+from benchmark.posteriors.crossfit import CrossFitLearner, cross_fit, derived_seed, fold_assignment
 from benchmark.task import CleaningTask
 
 Prediction = tuple[np.ndarray, np.ndarray | None]
@@ -347,7 +347,7 @@ def test_a_task_without_images_is_an_error_naming_learner_and_task() -> None:
 def test_crossfit_imports_no_torch() -> None:
     import subprocess
 
-    code = "import benchmark.crossfit, sys; assert 'torch' not in sys.modules"
+    code = "import benchmark.posteriors.crossfit, sys; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -361,7 +361,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from benchmark.crossfit import CrossFitLearner
+from benchmark.posteriors.crossfit import CrossFitLearner
 
 
 class NearestMean(CrossFitLearner):

@@ -319,7 +319,7 @@ def test_unreadable_images_skipped_by_option_are_listed_with_the_run(rsna_root, 
 def test_noisy_cxr_runs_every_strategy_from_supplied_posteriors(rsna_root, tmp_path):
     """--posteriors replaces the learner: every strategy runs, and the oracle fixes every label."""
     from benchmark.cli import main
-    from benchmark.suite import expand
+    from benchmark.run.suite import expand
 
     task = load("noisy_cxr", rsna_root)
     truth = tmp_path / "truth.npy"

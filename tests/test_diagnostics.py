@@ -1,4 +1,4 @@
-"""Where a strategy's first picks fall (benchmark.diagnostics), on hand-made tasks."""
+"""Where a strategy's first picks fall (benchmark.simulation.diagnostics), on hand-made tasks."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import numpy as np
 from helpers import make_task
 
-from benchmark.diagnostics import PICK_COLUMNS, first_picks
+from benchmark.simulation.diagnostics import PICK_COLUMNS, first_picks
 
 CLEAR, AMBIGUOUS = [1.0, 0.0], [0.55, 0.45]
 

@@ -14,24 +14,16 @@ import pytest
 
 from benchmark import registry
 from benchmark.cli import main
-from benchmark.downstream import (
-    NOISY,
-    TRUE,
-    Model,
-    decode_predictions,
-    feature_inputs,
-    fit_inputs,
-    fit_key,
-    knn_predict,
-    run_downstream,
-    selection_metrics,
-    validation_split,
-)
-from benchmark.downstream_report import render, training_summary, write_downstream
+from benchmark.downstream.features import feature_inputs
+from benchmark.downstream.fits import decode_predictions, fit_inputs, fit_key
+from benchmark.downstream.models import Model, knn_predict
+from benchmark.downstream.report import render, training_summary, write_downstream
+from benchmark.downstream.selection import NOISY, TRUE, selection_metrics, validation_split
+from benchmark.downstream.training import run_downstream
 from benchmark.plugins import ScoringContext
-from benchmark.results import cell_snapshots, write_cell
-from benchmark.simulator import initial_counts, simulate
-from benchmark.snapshots import FRACTIONS, budgets_at, labels_at
+from benchmark.results.tables import cell_snapshots, write_cell
+from benchmark.simulation.simulator import initial_counts, simulate
+from benchmark.simulation.snapshots import FRACTIONS, budgets_at, labels_at
 from benchmark.task import CleaningTask
 
 # --------------------------------------------------------------------------- hand-computed cases
@@ -96,7 +88,7 @@ def test_fit_key_follows_labels_model_seed_and_rows_but_not_the_name():
 
 def test_predictions_round_trip():
     values = np.array([0, 9, 3, 11, 35])
-    from benchmark.downstream import _digit
+    from benchmark.downstream.fits import _digit
 
     np.testing.assert_array_equal(decode_predictions("".join(_digit(int(v)) for v in values)), values)
 
@@ -132,7 +124,7 @@ def _toy_task(n: int = 300, noise: float = 0.3, seed: int = 0) -> tuple[Cleaning
 def _write_features(out: Path, task: CleaningTask, x: np.ndarray, evaluation: tuple) -> Path:
     import hashlib
 
-    from benchmark.cache_entry import canonical_json
+    from benchmark.posteriors.cache_entry import canonical_json
 
     key = hashlib.sha256(canonical_json(feature_inputs(task)).encode()).hexdigest()[:20]
     path = out / "downstream" / "features" / f"{key}.npz"
@@ -399,7 +391,7 @@ def test_missing_evaluation_set_offline_says_where_it_looked_and_that_the_downlo
 
 def test_model_choices_of_the_command_line_are_the_known_models():
     from benchmark.arguments import build_parser
-    from benchmark.downstream import RETRAIN_MODELS
+    from benchmark.downstream.models import RETRAIN_MODELS
 
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
@@ -411,7 +403,7 @@ def test_model_choices_of_the_command_line_are_the_known_models():
 def test_downstream_command_without_images_reports_what_it_could_not_do(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("ALCBENCH_DATA", str(tmp_path / "no-data"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setattr("benchmark.downstream.SHIPPED_FITS", tmp_path / "none")
+    monkeypatch.setattr("benchmark.downstream.fits.SHIPPED_FITS", tmp_path / "none")
     task = registry.create("dataset", "cifar10h[n=300]").load()
     probs = tmp_path / "probs.npy"
     np.save(probs, (0.5 * task.true_dist + 0.05).astype(np.float32))

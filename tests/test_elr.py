@@ -12,7 +12,7 @@ from benchmark import registry
 from benchmark.learners.elr import ELR
 from benchmark.learners.smallcnn import SmallCNN
 from benchmark.plugins import Posteriors
-from benchmark.posteriors import check_posteriors_array
+from benchmark.posteriors.files import check_posteriors_array
 from benchmark.task import CleaningTask
 
 torch = pytest.importorskip("torch")
@@ -169,7 +169,7 @@ def test_insample_posteriors_see_one_training_view(task: CleaningTask) -> None:
 def test_views_average_training_views_and_stay_out_of_the_key_at_one(task: CleaningTask) -> None:
     """ELR shares smallcnn's in-sample posteriors, ``views`` included, and views=1 keys as
     before the parameter existed."""
-    from benchmark.cache import cache_key, key_inputs
+    from benchmark.posteriors.cache import cache_key, key_inputs
 
     params = {k: v for k, v in FAST.items() if k != "posteriors"}
     check_views_average(ELR, params, task)

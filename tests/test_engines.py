@@ -1,4 +1,4 @@
-"""Cluster backends (benchmark.engines): the same tables as the local backend, learner fits as
+"""Cluster backends (benchmark.run.engines): the same tables as the local backend, learner fits as
 tasks of their own, and a worker that dies mid-cell costing at most that cell."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 
 from benchmark import registry
 from benchmark.cli import main
-from benchmark.engines import LostTaskError, open_engine
+from benchmark.run.engines import LostTaskError, open_engine
 
 DATASET = "cifar10h[n=300]"
 RUN = ["run", "--dataset", DATASET, "--learner", "truth", "--seeds", "0-2", "--no-progress"]
@@ -118,8 +118,8 @@ class _FakeEngine:
 
 
 def test_runner_on_an_engine_runs_fits_then_cells_and_reports_lost_cells(tmp_path):
-    from benchmark import runner
     from benchmark.config import Source
+    from benchmark.run import runner
 
     fits = _FakeEngine(set())
     plan = runner.prepare(

@@ -10,10 +10,10 @@ import pytest
 from helpers import make_task
 
 from benchmark import registry
-from benchmark.cache import cache_key, use_cache_dirs
 from benchmark.learners.ensemble import Ensemble
 from benchmark.plugins import Learner, Posteriors
-from benchmark.posteriors import check_posteriors_array
+from benchmark.posteriors.cache import cache_key, use_cache_dirs
+from benchmark.posteriors.files import check_posteriors_array
 from benchmark.task import CleaningTask
 
 

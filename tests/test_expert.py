@@ -1,4 +1,4 @@
-"""The simulated expert (benchmark.expert): i.i.d. seeded draws and the stopping rule."""
+"""The simulated expert (benchmark.simulation.expert): i.i.d. seeded draws and the stopping rule."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from benchmark.expert import annotate, cumulative, draw_labels, has_strict_majority, uniforms
+from benchmark.simulation.expert import annotate, cumulative, draw_labels, has_strict_majority, uniforms
 
 
 def run_annotate(counts, p, *, seed=0, samples=None, draws_made=None, max_draws=None):

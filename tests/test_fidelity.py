@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from benchmark import registry
-from benchmark.metrics import run_metrics
 from benchmark.plugins import ScoringContext
-from benchmark.simulator import initial_counts, simulate
+from benchmark.simulation.metrics import run_metrics
+from benchmark.simulation.simulator import initial_counts, simulate
 from benchmark.task import CleaningTask
 
 SEEDS = range(5)

@@ -234,7 +234,7 @@ def test_torch_learners_import_without_torch_and_keep_their_cache_keys(no_torch:
         import json, sys
         from benchmark.learners.resnet50 import ResNet50
         from benchmark.learners.smallcnn import SmallCNN
-        from benchmark.cache import key_params
+        from benchmark.posteriors.cache import key_params
         print(json.dumps({c.name: [key_params(c()), c.version] for c in (SmallCNN, ResNet50)}))
         assert not any(m.split(".")[0] in ("torch", "torchvision") for m in sys.modules)
         """

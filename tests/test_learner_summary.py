@@ -1,4 +1,4 @@
-"""The per-learner summary (benchmark.learner_summary) on hand-made tables."""
+"""The per-learner summary (benchmark.results.learner_summary) on hand-made tables."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import math
 
 import pandas as pd
 
-from benchmark.learner_summary import learner_summary, summary_markdown
+from benchmark.results.learner_summary import learner_summary, summary_markdown
 
 
 def tables() -> tuple[pd.DataFrame, pd.DataFrame]:

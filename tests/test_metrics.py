@@ -1,4 +1,4 @@
-"""Per-run metrics (benchmark.metrics): curves, AUC, annotations to a target, corrections."""
+"""Per-run metrics (benchmark.simulation.metrics): curves, AUC, annotations to a target, corrections."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 from helpers import make_context, make_task, one_hot
 
 from benchmark import registry
-from benchmark.metrics import annotations_to_reach, auc, curve_on_grid, curve_points, run_metrics
-from benchmark.simulator import Trajectory, simulate
+from benchmark.simulation.metrics import annotations_to_reach, auc, curve_on_grid, curve_points, run_metrics
+from benchmark.simulation.simulator import Trajectory, simulate
 
 
 def trajectory(

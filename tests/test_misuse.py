@@ -14,9 +14,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmark import registry, results
+from benchmark import registry
 from benchmark.cli import main
 from benchmark.params import Param, spec_sort_key
+from benchmark.results import tables
 
 DATASET = "cifar10h[temperature=2]"
 
@@ -90,15 +91,15 @@ def test_the_summary_counts_this_runs_cells_and_says_what_it_kept(tmp_path, trut
 SLOW_MERGE = textwrap.dedent(
     """
     import sys, time
-    from benchmark import results
-    load = results.load_tables
+    from benchmark.results import tables
+    load = tables.load_tables
 
     def slow_load(out_dir):
         tables = load(out_dir)
         time.sleep(1.5)  # a window in which the other command also merges
         return tables
 
-    results.load_tables = slow_load
+    tables.load_tables = slow_load
     from benchmark.cli import main
     raise SystemExit(main(sys.argv[1:]))
     """
@@ -329,21 +330,21 @@ def test_an_untracked_code_file_makes_the_commit_dirty():
     probe = registry.PROJECT_ROOT / "strategies" / "_provenance_probe.py"
     if subprocess.run(["git", "-C", str(registry.PROJECT_ROOT), "status"], capture_output=True).returncode:
         pytest.skip("not a git checkout")
-    results._code_versions.cache_clear()
-    clean = results.provenance()["commit"].endswith("-dirty")
+    tables._code_versions.cache_clear()
+    clean = tables.provenance()["commit"].endswith("-dirty")
     try:
         probe.write_text("VALUE = 1\n")
-        results._code_versions.cache_clear()
-        assert results.provenance()["commit"].endswith("-dirty")
+        tables._code_versions.cache_clear()
+        assert tables.provenance()["commit"].endswith("-dirty")
     finally:
         probe.unlink(missing_ok=True)
-        results._code_versions.cache_clear()
-    assert results.provenance()["commit"].endswith("-dirty") == clean
+        tables._code_versions.cache_clear()
+    assert tables.provenance()["commit"].endswith("-dirty") == clean
 
 
 def test_provenance_records_extra_plugin_folders(monkeypatch, tmp_path):
     monkeypatch.setenv("ALCBENCH_PLUGIN_PATH", str(tmp_path))
-    assert results.provenance()["plugin_path"] == str(tmp_path)
+    assert tables.provenance()["plugin_path"] == str(tmp_path)
 
 
 def test_every_option_and_argument_has_help():

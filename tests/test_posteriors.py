@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmark.posteriors import PosteriorsError, load_posteriors_file
+from benchmark.posteriors.files import PosteriorsError, load_posteriors_file
 
 N, C = 6, 3
 
@@ -151,7 +151,7 @@ def test_row_sums_within_tolerance_are_accepted(tmp_path: Path) -> None:
 
 
 def test_array_check_is_the_files_check_and_names_its_holder() -> None:
-    from benchmark.posteriors import check_posteriors_array
+    from benchmark.posteriors.files import check_posteriors_array
 
     values = check_posteriors_array(np.ones((N, C), dtype=np.float32) / C, N, C, where="entry.npz: probs")
     assert values.dtype == np.float64

@@ -1,8 +1,10 @@
-"""The README's strategy example works as printed: one file, and it is a registered strategy."""
+"""The README's plugin examples work as printed: each is one file, and it is a registered plugin
+that runs (a strategy, a dataset, a learner)."""
 
 from __future__ import annotations
 
 import re
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -14,21 +16,30 @@ from benchmark.plugins import ScoringContext
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 
-def _example() -> str:
-    text = README.read_text()
-    match = re.search(r"<!-- strategy-example -->\s*```python\n(.*?)```", text, re.S)
-    assert match, "README lost its strategy example"
+def _example(kind: str) -> str:
+    """The code of the README's ``<!-- {kind}-example -->`` block."""
+    match = re.search(rf"<!-- {kind}-example -->\s*```python\n(.*?)```", README.read_text(), re.S)
+    assert match, f"README lost its {kind} example"
     return match.group(1)
+
+
+@contextmanager
+def plugin_root(root: Path, monkeypatch: pytest.MonkeyPatch, folder: str, file: str, kind: str):
+    """``root`` as a plugin folder holding the README's ``kind`` example as ``folder/file``."""
+    (root / folder).mkdir()
+    (root / folder / file).write_text(_example(kind))
+    monkeypatch.setenv("ALCBENCH_PLUGIN_PATH", str(root))
+    registry.refresh()
+    try:
+        yield root
+    finally:
+        registry.refresh()
 
 
 @pytest.fixture
 def example_root(tmp_path, monkeypatch):
-    (tmp_path / "strategies").mkdir()
-    (tmp_path / "strategies" / "label_margin.py").write_text(_example())
-    monkeypatch.setenv("ALCBENCH_PLUGIN_PATH", str(tmp_path))
-    registry.refresh()
-    yield tmp_path
-    registry.refresh()
+    with plugin_root(tmp_path, monkeypatch, "strategies", "label_margin.py", "strategy") as root:
+        yield root
 
 
 def test_readme_strategy_is_discovered_with_its_description(example_root):
@@ -67,26 +78,16 @@ def test_readme_runs_the_strategy_beside_random():
 
 
 def test_readme_strategy_joins_the_default_suite(example_root):
-    from benchmark.suite import expand
+    from benchmark.run.suite import expand
 
     strategies, failed = expand("strategy")
     assert "label_margin[doubt_weight=0]" in strategies and "label_margin[doubt_weight=0.5]" in strategies
 
 
-def _learner_example() -> str:
-    match = re.search(r"<!-- learner-example -->\s*```python\n(.*?)```", README.read_text(), re.S)
-    assert match, "README lost its learner example"
-    return match.group(1)
-
-
 @pytest.fixture
 def learner_root(tmp_path, monkeypatch):
-    (tmp_path / "learners").mkdir()
-    (tmp_path / "learners" / "nearest_mean.py").write_text(_learner_example())
-    monkeypatch.setenv("ALCBENCH_PLUGIN_PATH", str(tmp_path))
-    registry.refresh()
-    yield tmp_path
-    registry.refresh()
+    with plugin_root(tmp_path, monkeypatch, "learners", "nearest_mean.py", "learner") as root:
+        yield root
 
 
 def test_readme_learner_is_discovered_with_its_parameters(learner_root):
@@ -116,3 +117,64 @@ def test_readme_learner_gives_out_of_sample_posteriors(learner_root):
     np.testing.assert_allclose(post.probs.sum(axis=1), 1.0, rtol=1e-5)
     # the flipped labels are not memorised: the held-out model predicts the true class
     assert np.array_equal(post.probs.argmax(axis=1), truth)
+
+
+@pytest.fixture
+def dataset_root(tmp_path, monkeypatch):
+    monkeypatch.delenv("ALCBENCH_DATA", raising=False)
+    rng = np.random.default_rng(0)
+    counts = rng.multinomial(20, [0.6, 0.3, 0.1], size=400)
+    counts[:100] = counts[:100, ::-1]  # a quarter of the samples lean the other way
+    data = tmp_path / "data"
+    data.mkdir()
+    rows = [f"s{i},{a},{b},{c}" for i, (a, b, c) in enumerate(counts)]
+    (data / "votes.csv").write_text("id,cat,dog,fox\n" + "\n".join(rows) + "\n")
+    with plugin_root(tmp_path, monkeypatch, "datasets", "vote_table.py", "dataset") as root:
+        yield root, counts
+
+
+def test_readme_dataset_loads_the_vote_table_as_a_task(dataset_root):
+    root, counts = dataset_root
+    info = registry.discover("dataset")["vote_table"]
+    assert info.ok and info.origin.endswith("vote_table.py")
+    task = registry.create("dataset", "vote_table").load(root / "data")
+    assert task.class_names == ("cat", "dog", "fox")
+    np.testing.assert_allclose(task.true_dist, counts / 20)
+    assert list(task.sample_ids[:2]) == ["s0", "s1"]
+    # one vote drawn per sample: each label is a class the crowd voted for, at the crowd's rates
+    assert (counts[np.arange(400), task.noisy_labels] > 0).all()
+    share = np.bincount(task.noisy_labels[100:], minlength=3) / 300
+    np.testing.assert_allclose(share, [0.6, 0.3, 0.1], atol=0.08)
+    other = registry.create("dataset", "vote_table[noise_seed=1]").load(root / "data")
+    assert not np.array_equal(other.noisy_labels, task.noisy_labels)
+
+
+def test_readme_dataset_runs_as_written(dataset_root, capsys):
+    from benchmark.cli import main
+
+    root, _ = dataset_root
+    text = " ".join(README.read_text().split())
+    command = (
+        "alcbench run --dataset vote_table --learner truth --strategy oracle --strategy random "
+        "--data-root <data folder> --out runs/"
+    )
+    assert command in text
+    args = command.split()[1:]
+    args[args.index("<data")] = str(root / "data")
+    args.remove("folder>")
+    args[args.index("runs/")] = str(root / "runs")
+    assert main([*args, "--seeds", "0", "--no-progress"]) == 0
+    assert "2 cells ok, 0 skipped, 0 failed" in capsys.readouterr().out
+    board = (root / "runs" / "leaderboard.md").read_text()
+    assert "vote_table" in board and "| oracle |" in board and "| random |" in board
+
+
+def test_readme_dataset_without_its_file_names_where_it_looked(dataset_root, capsys):
+    from benchmark.cli import main
+
+    root, _ = dataset_root
+    (root / "data" / "votes.csv").unlink()
+    args = ["run", "--dataset", "vote_table", "--learner", "truth", "--strategy", "random"]
+    assert main([*args, "--data-root", str(root / "data"), "--out", str(root / "runs"), "--seeds", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "1 skipped" in out and str(root / "data" / "votes.csv") in out

@@ -1,4 +1,4 @@
-"""The per-step reference loop (benchmark.reference) and the strategy contract it backs.
+"""The per-step reference loop (benchmark.simulation.reference) and the strategy contract it backs.
 
 The fast simulator scores once and sorts once, which is right only for row-local strategies;
 the reference loop re-scores every sample at every step, as the paper's reference code does.
@@ -16,9 +16,9 @@ from hypothesis import strategies as st
 
 from benchmark import registry
 from benchmark.plugins import ScoringContext, Strategy
-from benchmark.reference import reference_simulate
-from benchmark.scoring import cross_entropy
-from benchmark.simulator import MissingInputError, StrategyError, simulate
+from benchmark.simulation.reference import reference_simulate
+from benchmark.simulation.scoring import cross_entropy
+from benchmark.simulation.simulator import MissingInputError, StrategyError, simulate
 
 PROPERTY = settings(max_examples=40, deadline=None)
 

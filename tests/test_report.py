@@ -1,4 +1,4 @@
-"""Specification of the leaderboard, its pages and plots (benchmark/leaderboard.py, plots.py,
+"""Specification of the leaderboard, its pages and plots (benchmark/results/leaderboard.py, plots.py,
 report.py) on small hand-made result tables.
 
 Two groups (one dataset, learners "truth" and "file:post.npy"), strategies random, eq2 and
@@ -24,7 +24,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from benchmark import leaderboard, plots, report, results
+from benchmark.report import pages as report
+from benchmark.results import leaderboard, plots, tables
 
 T_975_DF2 = 4.302652729749464  # Student t, 97.5 % quantile, 2 degrees of freedom
 DATASET = "toy[noise=0.2]"
@@ -349,9 +350,9 @@ def test_load_tables_reads_parquet_and_names_a_missing_file(tmp_path: Path) -> N
     runs, curves = make_tables()
     runs.to_parquet(tmp_path / "runs.parquet")
     with pytest.raises(FileNotFoundError, match="curves.parquet"):
-        results.load_tables(tmp_path)
+        tables.load_tables(tmp_path)
     curves.to_parquet(tmp_path / "curves.parquet")
-    got_runs, got_curves = results.load_tables(tmp_path)
+    got_runs, got_curves = tables.load_tables(tmp_path)
     assert len(got_runs) == len(runs) and len(got_curves) == len(curves)
 
 

@@ -1,4 +1,4 @@
-"""The paper's scoring functions (benchmark.scoring) on hand-computed cases.
+"""The paper's scoring functions (benchmark.simulation.scoring) on hand-computed cases.
 
 All logarithms are normalised by log C, so for C = 2 they are log2 and for C = 3 log3.
 """
@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from benchmark.scoring import (
+from benchmark.simulation.scoring import (
     bald,
     correctness_minus_difficulty,
     cross_entropy,

@@ -1,4 +1,4 @@
-"""The relabelling simulator (benchmark.simulator) against DESIGN.md's simulation semantics.
+"""The relabelling simulator (benchmark.simulation.simulator) against DESIGN.md's simulation semantics.
 
 Most tests are properties over random small tasks: N 5..60, C 2..5, true distributions mixing
 one-hot rows, ties and arbitrary rows, random noisy labels, posteriors and seeds. Where a test
@@ -17,10 +17,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from benchmark import registry
-from benchmark.expert import uniforms
 from benchmark.plugins import ScoringContext, Strategy
-from benchmark.scoring import oracle_score
-from benchmark.simulator import Trajectory, initial_counts, ranking, simulate
+from benchmark.simulation.expert import uniforms
+from benchmark.simulation.scoring import oracle_score
+from benchmark.simulation.simulator import Trajectory, initial_counts, ranking, simulate
 from benchmark.task import CleaningTask
 
 PROPERTY = settings(max_examples=40, deadline=None)

@@ -1,4 +1,4 @@
-"""The published static site (benchmark.site, ``alcbench publish``): self-contained pages whose
+"""The published static site (benchmark.report.site, ``alcbench publish``): self-contained pages whose
 every link and image resolves, and, in a real headless Chromium, sortable and filterable tables
 and a phone layout that keeps the AUC column on screen."""
 
@@ -15,7 +15,7 @@ import pytest
 
 from benchmark import registry
 from benchmark.cli import main
-from benchmark.plots import safe_name
+from benchmark.results.plots import safe_name
 
 DATASETS = ("cifar10h[n=300,temperature=10]", "cifar10h[n=300,temperature=2]")
 

@@ -10,11 +10,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from benchmark import crossfit, registry
-from benchmark.crossfit import fold_assignment
+from benchmark import registry
 from benchmark.learners.smallcnn import SmallCNN
 from benchmark.plugins import Posteriors
-from benchmark.posteriors import check_posteriors_array
+from benchmark.posteriors import crossfit
+from benchmark.posteriors.crossfit import fold_assignment
+from benchmark.posteriors.files import check_posteriors_array
 from benchmark.task import CleaningTask
 
 torch = pytest.importorskip("torch")
@@ -322,7 +323,7 @@ def test_views_average_that_many_training_views_the_first_being_the_one_view_pos
 
 
 def test_views_need_insample_posteriors_and_stay_out_of_the_key_at_one(task: CleaningTask) -> None:
-    from benchmark.cache import cache_key, key_inputs
+    from benchmark.posteriors.cache import cache_key, key_inputs
 
     with pytest.raises(ValueError, match="views=4 averages training views of in-sample posteriors"):
         SmallCNN(views=4)
@@ -338,9 +339,9 @@ def test_views_need_insample_posteriors_and_stay_out_of_the_key_at_one(task: Cle
 @pytest.mark.slow
 def test_cifar10h_posteriors_rank_mislabelled_images_better_than_random(data_root: Path) -> None:
     """The default fit on the paper's setting (N=5000, T=2): about 70 s on 2 CPU cores."""
-    from benchmark.metrics import run_metrics
     from benchmark.plugins import ScoringContext
-    from benchmark.simulator import initial_counts, simulate
+    from benchmark.simulation.metrics import run_metrics
+    from benchmark.simulation.simulator import initial_counts, simulate
 
     task = registry.create("dataset", "cifar10h[temperature=2]").load(data_root)
     post = SmallCNN().fit_predict(task, seed=0, progress=False)

@@ -1,4 +1,4 @@
-"""Labels part-way through a run's budget (benchmark.snapshots): read off the trajectory, they
+"""Labels part-way through a run's budget (benchmark.simulation.snapshots): read off the trajectory, they
 must be the labels a run with the smaller budget ends with."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from benchmark import registry
-from benchmark.simulator import simulate
-from benchmark.snapshots import FRACTIONS, budgets_at, labels_at
+from benchmark.simulation.simulator import simulate
+from benchmark.simulation.snapshots import FRACTIONS, budgets_at, labels_at
 
 
 def random_task(seed: int, n: int, c: int):

@@ -19,10 +19,11 @@ import numpy as np
 import pytest
 
 from benchmark import registry
-from benchmark.cache import CACHE_DIRS_ENV
 from benchmark.learners._linear_head import predict_head, train_head
-from benchmark.learners.ssl import SCALES, BadEncoderError, SelfSupervised, encoder_inputs, read_encoder
+from benchmark.learners._ssl_encoder import SCALES, BadEncoderError, encoder_inputs, read_encoder
+from benchmark.learners.ssl import SelfSupervised
 from benchmark.plugins import Posteriors
+from benchmark.posteriors.cache import CACHE_DIRS_ENV
 from benchmark.task import CleaningTask
 from benchmark.threads import THREADS_ENV
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from benchmark import registry
-from benchmark.cache import SHIPPED_POSTERIORS, entry_path
-from benchmark.suite import shipped_learners
+from benchmark.posteriors.cache import SHIPPED_POSTERIORS, entry_path
+from benchmark.run.suite import shipped_learners
 
 SEEDS = range(5)
 

@@ -11,10 +11,11 @@ import pytest
 import torch
 from joblib.externals.loky import get_reusable_executor
 
-from benchmark import registry, runner
+from benchmark import registry
 from benchmark import threads as cpu_threads
 from benchmark.config import Source
 from benchmark.learners import _torch
+from benchmark.run import runner
 
 
 @pytest.fixture(autouse=True)

@@ -19,7 +19,7 @@ from typing import Any
 from benchmark.atomic import write_bytes
 from benchmark.clean.inputs import LS_CONTROL, write_rows
 from benchmark.clean.labelstudio import LS_TO_NAME
-from benchmark.clean.project import Question
+from benchmark.clean.reports import Question
 
 #: The columns experts fill in (the rest is for reading).
 ANSWER_COLUMNS = ("label", "annotator", "time")

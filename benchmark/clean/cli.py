@@ -8,8 +8,9 @@ from dataclasses import asdict
 from pathlib import Path
 
 from benchmark.clean.batches import no_image_error, write_csv, write_labelstudio
-from benchmark.clean.project import Project, Status
-from benchmark.trajectory import StrategyError
+from benchmark.clean.project import Project
+from benchmark.clean.reports import Status
+from benchmark.simulation.trajectory import StrategyError
 
 
 def run_clean(args: argparse.Namespace) -> int:

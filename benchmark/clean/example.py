@@ -5,7 +5,7 @@ answers from CIFAR-10H's human annotations.
 ``n`` images of the benchmark's ``cifar10h`` task, with its noisy labels) and ``DIR/images/``
 (those images as PNG files). ``python -m benchmark.clean.example answer BATCH.csv`` fills in a
 batch file the way the benchmark's simulated expert would (each answer a draw from the image's
-human annotation counts, keyed by sample and draw as in :mod:`benchmark.expert`), so a project
+human annotation counts, keyed by sample and draw as in :mod:`benchmark.simulation.expert`), so a project
 driven by it ends where ``alcbench run`` ends on the same task.
 """
 
@@ -24,7 +24,7 @@ import numpy as np
 from benchmark import registry
 from benchmark.atomic import write_bytes
 from benchmark.clean.inputs import write_rows
-from benchmark.expert import cumulative, draw_labels, uniforms
+from benchmark.simulation.expert import cumulative, draw_labels, uniforms
 from benchmark.task import CleaningTask
 
 #: The dataset spec the example takes its samples from.
@@ -57,7 +57,7 @@ def prepare(
     ``n`` rows of it as ``posteriors.npy``."""
     from PIL import Image
 
-    from benchmark.posteriors import load_posteriors_file
+    from benchmark.posteriors.files import load_posteriors_file
 
     task = load_task(spec, data_root)
     if not 0 < n <= task.n_samples:

@@ -8,7 +8,7 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 from benchmark.clean.project import Project
-from benchmark.plots import save_figure
+from benchmark.results.plots import save_figure
 
 
 def plot_progress(project: Project, path: Path) -> Path:

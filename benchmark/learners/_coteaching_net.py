@@ -14,7 +14,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from benchmark.crossfit import derived_seed
 from benchmark.learners._recipe import (
     Recipe,
     augment,
@@ -26,6 +25,7 @@ from benchmark.learners._recipe import (
 )
 from benchmark.learners._smallcnn_net import Network, batches
 from benchmark.learners._torch import TorchLearner
+from benchmark.posteriors.crossfit import derived_seed
 
 Pair = tuple[Network, Network]
 Step = tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]

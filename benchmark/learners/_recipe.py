@@ -36,7 +36,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmark.crossfit import derived_seed
 from benchmark.learners._smallcnn_net import (
     CifarResNet,
     Network,
@@ -49,6 +48,7 @@ from benchmark.learners._smallcnn_net import (
     unit_images,
 )
 from benchmark.learners._torch import TorchLearner
+from benchmark.posteriors.crossfit import derived_seed
 
 #: ``loss(logits (B, C) float32, labels (B,), idx (B,))`` of a batch; ``idx`` are the batch's
 #: rows in the training images, on the device.

@@ -31,7 +31,8 @@ from benchmark.atomic import atomic_path
 from benchmark.learners._smallcnn_net import SmallNet
 
 if TYPE_CHECKING:
-    from benchmark.learners.ssl import PretrainSettings, SelfSupervised
+    from benchmark.learners._ssl_encoder import PretrainSettings
+    from benchmark.learners.ssl import SelfSupervised
 
 #: A checkpoint of the pretraining state is written when this many seconds have passed since
 #: the last one (at the end of an epoch), so an interruption loses at most about this much.

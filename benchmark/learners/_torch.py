@@ -1,6 +1,6 @@
 """What the torch learners share: the device, bf16 autocast, and deterministic thread settings.
 
-:class:`TorchLearner` is a :class:`~benchmark.crossfit.CrossFitLearner` whose ``session`` picks
+:class:`TorchLearner` is a :class:`~benchmark.posteriors.crossfit.CrossFitLearner` whose ``session`` picks
 the device (CUDA when available, else the CPU), runs with deterministic algorithms on the
 CPU threads it is given (:func:`benchmark.threads.fit_threads`: every core, or its share of
 them while cells run in parallel) and restores the global torch settings afterwards. Inside a
@@ -22,8 +22,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from benchmark.crossfit import CrossFitLearner
 from benchmark.dataroot import DataNotFoundError
+from benchmark.posteriors.crossfit import CrossFitLearner
 from benchmark.threads import fit_threads
 
 if TYPE_CHECKING:

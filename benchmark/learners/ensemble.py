@@ -1,9 +1,9 @@
 """An ensemble of K independently seeded fits of a base learner.
 
 Member 0 is the base learner fitted with the ensemble's own seed; member k > 0 with
-:func:`~benchmark.crossfit.derived_seed` ``(seed, k)``. Each member is fetched through the
-posterior cache (:func:`benchmark.cache.fetch`): looked up in ``<cache>/ensemble/members/``
-and in the cache folders of :func:`benchmark.cache.artifact_dirs`, so a member fitted before
+:func:`~benchmark.posteriors.crossfit.derived_seed` ``(seed, k)``. Each member is fetched through the
+posterior cache (:func:`benchmark.posteriors.cache.fetch`): looked up in ``<cache>/ensemble/members/``
+and in the cache folders of :func:`benchmark.posteriors.cache.artifact_dirs`, so a member fitted before
 (the base learner's own entry for that seed, shipped or cached) is read instead of fitted
 again; a member fitted here is stored in ``<cache>/ensemble/members/``, so an ensemble that
 stops half-way keeps the members it finished. The members are not shipped with the results
@@ -29,10 +29,10 @@ from typing import Any
 import numpy as np
 
 from benchmark import registry
-from benchmark.cache import artifact_dirs, fetch, key_params
-from benchmark.cache_entry import canonical_json
-from benchmark.crossfit import derived_seed
 from benchmark.plugins import Learner, Param, Posteriors
+from benchmark.posteriors.cache import artifact_dirs, fetch, key_params
+from benchmark.posteriors.cache_entry import canonical_json
+from benchmark.posteriors.crossfit import derived_seed
 from benchmark.task import CleaningTask
 
 #: Sub-folder of the ensemble's cache folder that its members' entries are written to (the

@@ -3,7 +3,7 @@
 Bernhardt et al. (2022) trained a ResNet-50, from scratch or from a self-supervised encoder
 trained on NIH images, on 224x224 crops of greyscale radiographs repeated to three channels,
 with Adam and class-balanced sampling. This learner does the same, cross-fitted by
-:class:`benchmark.crossfit.CrossFitLearner` (``folds`` models, each sample predicted by the
+:class:`benchmark.posteriors.crossfit.CrossFitLearner` (``folds`` models, each sample predicted by the
 model that never saw its noisy label) so that the posteriors are out-of-sample.
 
 Pipeline, on the training device (the uint8 images live there once):

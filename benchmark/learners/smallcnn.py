@@ -1,7 +1,7 @@
 """A CNN trained on the noisy labels (the paper's "vanilla" model), cross-fitted so that every
 posterior is out-of-sample.
 
-Cross-fitting (see :mod:`benchmark.crossfit`): the samples are split into ``folds`` stratified
+Cross-fitting (see :mod:`benchmark.posteriors.crossfit`): the samples are split into ``folds`` stratified
 folds, one model is trained per fold on the other folds, and each sample's posterior comes from
 the model that never saw its noisy label. ``posteriors=insample`` trains one model on every
 sample instead and predicts each training image through one random training-augmented view,

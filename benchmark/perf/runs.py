@@ -11,11 +11,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from benchmark import registry
-from benchmark.metrics import auc, curve_points
 from benchmark.perf.synthetic import context_for, synthetic_task
 from benchmark.plugins import ScoringContext, Strategy
-from benchmark.reference import reference_simulate
-from benchmark.simulator import Trajectory, simulate
+from benchmark.simulation.metrics import auc, curve_points
+from benchmark.simulation.reference import reference_simulate
+from benchmark.simulation.simulator import Trajectory, simulate
 from benchmark.task import CleaningTask
 
 #: Strategies of the agreement check (the oracle checks the re-selection path too).

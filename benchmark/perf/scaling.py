@@ -32,11 +32,11 @@ LEARNERS = ("smallcnn", "elr", "truth")
 def time_suite(backend: str, jobs: int, out: Path, seeds: str) -> tuple[int, float, float]:
     """(cells, seconds running them, seconds starting and stopping the engine) of the grid run
     once with ``backend`` and ``jobs``: the posteriors are loaded first, untimed."""
-    from benchmark import runner
-    from benchmark.cache import SHIPPED_POSTERIORS
     from benchmark.config import parse_seeds
-    from benchmark.engines import open_engine
-    from benchmark.suite import expand, source_for
+    from benchmark.posteriors.cache import SHIPPED_POSTERIORS
+    from benchmark.run import runner
+    from benchmark.run.engines import open_engine
+    from benchmark.run.suite import expand, source_for
 
     strategies, _ = expand("strategy")
     grid = [(d, [source_for(name) for name in LEARNERS]) for d in DATASETS]

@@ -1,8 +1,8 @@
 """Speed benchmark of the relabelling simulator (``make perf``).
 
-Times :func:`benchmark.simulator.simulate` on synthetic tasks of 1k to 1M samples (C = 10) for a
+Times :func:`benchmark.simulation.simulator.simulate` on synthetic tasks of 1k to 1M samples (C = 10) for a
 static strategy (``loss``) and for the ``oracle``, and compares it with the per-step reference
-loop :func:`benchmark.reference.reference_simulate`, which works the way the paper's reference
+loop :func:`benchmark.simulation.reference.reference_simulate`, which works the way the paper's reference
 code does (InnerEye-DataQuality's ``DataCurationSimulator``): at every step it re-scores every
 sample, sorts all scores, masks the samples already selected, takes the first and asks the
 expert one label at a time until a strict majority. That loop costs O(N log N) per selection,
@@ -85,9 +85,9 @@ def render_markdown(
         "- Tasks: synthetic, C = 10, ~10 % ambiguous rows, noisy labels from p^(1/2) (~15 %"
         " noise), budget = 4 x initially mislabelled; posteriors = noisy truth"
         " (`benchmark.perf.simulator.synthetic_task`).",
-        "- `alcbench` = `benchmark.simulator.simulate`; `reference` = the paper's reference loop"
+        "- `alcbench` = `benchmark.simulation.simulator.simulate`; `reference` = the paper's reference loop"
         " (re-score, sort, mask, one expert draw at a time;"
-        " `benchmark.reference.reference_simulate`).",
+        " `benchmark.simulation.reference.reference_simulate`).",
         "- seconds: wall clock (time.perf_counter) of scoring + ranking + simulation, best of"
         " `repeats` runs. peak MiB: tracemalloc peak (Python objects + NumPy buffers) allocated"
         " during one more, untimed run.",

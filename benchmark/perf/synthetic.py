@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from benchmark.plugins import ScoringContext, Strategy
-from benchmark.simulator import initial_counts
+from benchmark.simulation.simulator import initial_counts
 from benchmark.task import CleaningTask
 
 N_CLASSES = 10

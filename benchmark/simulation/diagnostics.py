@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from benchmark.simulation.trajectory import ranking
 from benchmark.task import CleaningTask
-from benchmark.trajectory import ranking
 
 #: The run-row columns, in the order the report shows them.
 PICK_COLUMNS = ("picks_mislabelled", "picks_ambiguous_correct", "picks_clear_correct")

@@ -1,17 +1,17 @@
 """Aggregation of the result tables: DataFrames in, DataFrames out, no I/O.
 
-Inputs are the two tables a benchmark writes (:mod:`benchmark.results`):
+Inputs are the two tables a benchmark writes (:mod:`benchmark.results.tables`):
 
 * ``runs``: one row per cell (dataset, learner, strategy, seed) with its ``status``
   (``"ok"``, ``"failed"`` or ``"skipped"``), the group's size, noise rate and budget, and for ok
-  rows the metrics of :func:`benchmark.metrics.run_metrics`;
+  rows the metrics of :func:`benchmark.simulation.metrics.run_metrics`;
 * ``curves``: one row per curve point of a run (``config_hash``, ``step``, ``annotations``,
   ``accuracy`` in %, ``mislabelled_clear``, ``mislabelled_ambiguous``).
 
 A *group* is (dataset, learner): strategies are compared within a group and seeds are
 replicates. Aggregates are the mean over seeds and the 95 % Student-t confidence half-width.
 :func:`leaderboard` gives one row per strategy of a group, :func:`curve_bands` the mean curves
-with their bands; the figures (:mod:`benchmark.plots`) and pages (:mod:`benchmark.report`)
+with their bands; the figures (:mod:`benchmark.results.plots`) and pages (:mod:`benchmark.report.pages`)
 both read these two frames.
 """
 
@@ -26,10 +26,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from benchmark.diagnostics import PICK_COLUMNS
-from benchmark.metrics import annotations_to_reach, curve_on_grid
 from benchmark.params import spec_sort_key
-from benchmark.results import CELL, CURVE_COLUMNS, GROUP, RUN_COLUMNS
+from benchmark.results.tables import CELL, CURVE_COLUMNS, GROUP, RUN_COLUMNS
+from benchmark.simulation.diagnostics import PICK_COLUMNS
+from benchmark.simulation.metrics import annotations_to_reach, curve_on_grid
 
 #: The baseline efficiency is measured against: the strategy spec exactly ``"random"``.
 RANDOM = "random"
@@ -43,7 +43,7 @@ METRICS = (
     "efficiency",
     "clear_mislabelled_left",
     "ambiguous_mislabelled_left",
-    # where the first picks fall (benchmark.diagnostics); absent from older runs tables
+    # where the first picks fall (benchmark.simulation.diagnostics); absent from older runs tables
     *PICK_COLUMNS,
 )
 GROUP_INFO = ("n_samples", "n_classes", "noise_rate", "budget", "target_accuracy")

@@ -1,137 +1,28 @@
-"""The results as a self-contained static site: ``alcbench publish RESULTS_DIR --site OUT``.
-
-Pages (flat in ``OUT``, so that every link is a plain relative path and the site works from
-``file://`` and any static host; no CDN, no network, no external font):
-
-- ``index.html``: one card per (dataset, learner) group with its headline (the best strategy
-  other than the oracle, its AUC and efficiency against Random), T=2 before T=10; the AUC
-  overview; the per-learner summary; datasets with no successful run in one "not run, and why"
-  list;
-- ``group-<name>.html``: per group, the leaderboard as a table that sorts by any column (click
-  its header) with a filter box, the curves (PNG, with SVG and PDF links), its failed or
-  skipped cells;
-- ``downstream.html``: the downstream tables and figures (:mod:`benchmark.downstream_report`),
-  when the results hold them;
-- ``skipped.html``: every failed or skipped cell with its full reason.
-
-Every page has a provenance footer (commits, package versions, the commit date, the machine
-that published it) and a layout for phones: on a narrow screen the tables keep the rank,
-strategy, AUC and efficiency columns. The figures are copied from the results folder (written
-by :func:`benchmark.report.write_report`, which this calls first).
-"""
+"""The HTML of the static site's pages (:mod:`benchmark.report.site` writes them): the frame
+every page shares (head, navigation, provenance footer), the index (group cards, AUC overview,
+learners table, "not run, and why"), the group pages (sortable leaderboard table, curves, failed
+cells), the downstream fragment and the failed-and-skipped page."""
 
 from __future__ import annotations
 
 import html
 import os
 import platform
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import pandas as pd
 
-from benchmark import downstream_report, plots, report
-from benchmark.atomic import write_bytes
-from benchmark.leaderboard import is_finite, leaderboard
-from benchmark.learner_summary import SELECTORS, learner_summary
-from benchmark.results import commit_date, load_tables
+from benchmark.downstream import report as downstream_report
+from benchmark.report import pages as report
+from benchmark.results import plots
+from benchmark.results.leaderboard import is_finite
+from benchmark.results.learner_summary import SELECTORS, learner_summary
+from benchmark.results.tables import commit_date
 
-#: Columns that stay on a phone's screen (the rest hide below :data:`NARROW_PX`).
+#: Columns that stay on a phone's screen (the rest hide below
+#: :data:`benchmark.report.site_style.NARROW_PX`).
 KEY_COLUMNS = ("rank", "strategy", "AUC", "efficiency")
-NARROW_PX = 700
-
-CSS = """
-:root { --fg: #1d1d1f; --muted: #5f6368; --line: #d9d9de; --bg-alt: #f6f6f8; --accent: #1f5fbf; }
-* { box-sizing: border-box; }
-body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: var(--fg);
-  margin: 0; line-height: 1.45; }
-header, main, footer { max-width: 1200px; margin: 0 auto; padding: 0 1rem; }
-header { padding-top: 1rem; }
-header nav a { margin-right: 1rem; }
-a { color: var(--accent); }
-h1 { font-size: 1.6rem; margin: 0.4rem 0; overflow-wrap: anywhere; }
-h2, h3 { overflow-wrap: anywhere; }
-pre { white-space: pre-wrap; overflow-wrap: anywhere; }
-h2 { font-size: 1.25rem; margin-top: 2rem; }
-p.note { color: var(--muted); max-width: 60rem; font-size: 0.92rem; }
-.cards { display: grid; grid-template-columns: repeat(auto-fill, minmax(17rem, 1fr)); gap: 0.8rem; }
-.card { border: 1px solid var(--line); border-radius: 8px; padding: 0.7rem 0.9rem; }
-.card h3 { font-size: 1rem; margin: 0 0 0.3rem; overflow-wrap: anywhere; }
-.card .big { font-size: 1.35rem; font-variant-numeric: tabular-nums; white-space: nowrap; }
-.card .detail { color: var(--muted); font-size: 0.85rem; }
-.table-wrap { overflow-x: auto; }
-table { border-collapse: collapse; margin: 0.5rem 0 1.5rem; font-size: 0.88rem; }
-th, td { border-bottom: 1px solid var(--line); padding: 0.3rem 0.5rem; text-align: left;
-  vertical-align: top; }
-th { background: var(--bg-alt); position: sticky; top: 0; }
-th.sortable { cursor: pointer; user-select: none; }
-th.sortable::after { content: " \\2195"; color: var(--muted); font-size: 0.8em; }
-th[aria-sort="ascending"]::after { content: " \\2191"; }
-th[aria-sort="descending"]::after { content: " \\2193"; }
-td.num, th.num { text-align: right; white-space: nowrap; font-variant-numeric: tabular-nums; }
-td.name { overflow-wrap: anywhere; min-width: 16rem; }
-tr.hidden { display: none; }
-input.filter { font: inherit; padding: 0.3rem 0.5rem; width: min(24rem, 100%); margin: 0.3rem 0; }
-figure { margin: 1rem 0; }
-figure img { width: 100%; max-width: 1100px; height: auto; border: 1px solid var(--line); }
-main img { max-width: 100%; height: auto; }
-figcaption { color: var(--muted); font-size: 0.85rem; }
-footer { color: var(--muted); font-size: 0.8rem; border-top: 1px solid var(--line); margin-top: 3rem;
-  padding-top: 0.8rem; padding-bottom: 2rem; }
-ul.reasons li { margin-bottom: 0.4rem; }
-@media (max-width: 700px) {
-  .opt { display: none; }
-  table { font-size: 0.8rem; }
-  th, td { padding: 0.25rem 0.3rem; }
-  td.name { min-width: 7rem; }
-  header nav a { display: inline-block; margin-bottom: 0.3rem; }
-}
-"""
-
-JS = """
-(function () {
-  function value(cell, numeric) {
-    var raw = cell.getAttribute("data-value");
-    if (raw === null) { raw = cell.textContent.trim(); }
-    if (!numeric) { return raw.toLowerCase(); }
-    var v = parseFloat(raw);
-    return isNaN(v) ? Infinity : v;
-  }
-  function sortBy(table, index, th) {
-    var numeric = th.classList.contains("num");
-    var ascending = th.getAttribute("aria-sort") !== "ascending";
-    var body = table.tBodies[0];
-    var rows = Array.prototype.slice.call(body.rows);
-    rows.sort(function (a, b) {
-      var x = value(a.cells[index], numeric), y = value(b.cells[index], numeric);
-      if (x < y) { return ascending ? -1 : 1; }
-      if (x > y) { return ascending ? 1 : -1; }
-      return 0;
-    });
-    rows.forEach(function (r) { body.appendChild(r); });
-    Array.prototype.forEach.call(table.tHead.rows[0].cells, function (h) { h.removeAttribute("aria-sort"); });
-    th.setAttribute("aria-sort", ascending ? "ascending" : "descending");
-  }
-  document.querySelectorAll("table.sortable").forEach(function (table) {
-    Array.prototype.forEach.call(table.tHead.rows[0].cells, function (th, index) {
-      th.classList.add("sortable");
-      th.setAttribute("title", "sort by this column");
-      th.addEventListener("click", function () { sortBy(table, index, th); });
-    });
-  });
-  document.querySelectorAll("input.filter").forEach(function (input) {
-    var table = document.getElementById(input.getAttribute("data-table"));
-    input.addEventListener("input", function () {
-      var q = input.value.trim().toLowerCase();
-      Array.prototype.forEach.call(table.tBodies[0].rows, function (r) {
-        r.classList.toggle("hidden", q !== "" && r.textContent.toLowerCase().indexOf(q) < 0);
-      });
-    });
-  });
-})();
-"""
 
 
 @dataclass(frozen=True)
@@ -143,66 +34,12 @@ class Page:
     body: str
 
 
-def publish(results_dir: Path, site_dir: Path, *, refresh_report: bool = True) -> list[Path]:
-    """Writes the site of ``results_dir`` into ``site_dir``; returns the files written. The
-    report (whose figures the pages show) is written first, unless ``refresh_report`` is False
-    because the caller just wrote it."""
-    results_dir, site_dir = Path(results_dir), Path(site_dir)
-    runs, curves = load_tables(results_dir)
-    if refresh_report:
-        report.write_report(results_dir, runs, curves)
-    board = leaderboard(runs, curves)
-    sections = report.sections(runs, board)
-    shown = [s for s in sections if len(s.table)]
-    empty = [s for s in sections if not len(s.table)]
-    down_sections, down_notes, _ = downstream_report.render(results_dir)
-
-    pages = [_index(shown, empty, board, runs, bool(down_sections))]
-    pages += [_group_page(s, report.group_rows(board, s), down_sections) for s in shown]
-    if down_sections:
-        pages.append(
-            Page("downstream.html", "What cleaning buys downstream", _downstream(down_sections, down_notes))
-        )
-    pages.append(Page("skipped.html", "Failed and skipped cells", _skipped(runs)))
-
-    written: list[Path] = []
-    figures = [f"plots/{s.file_name}{suffix}" for s in shown for suffix in ("", "_mislabelled")]
-    figures += ["plots/auc_overview"] if shown else []
-    for stem in figures:
-        for ext in (".png", ".svg", ".pdf"):
-            written.append(_copy(results_dir / f"{stem}{ext}", site_dir / f"{stem}{ext}"))
-    for sec in down_sections:
-        for rel, _ in sec.plots:
-            for path in [Path(rel), *plots.vector_paths(Path(rel))]:
-                written.append(_copy(results_dir / path, site_dir / path))
-    footer = _footer(runs)
-    nav = _nav(bool(down_sections))
-    for asset, text in (("assets/site.css", CSS), ("assets/site.js", JS)):
-        write_bytes(site_dir / asset, text.encode())
-        written.append(site_dir / asset)
-    for page in pages:
-        path = site_dir / page.name
-        write_bytes(path, _document(page, nav, footer).encode("utf-8"))
-        written.append(path)
-    # pages and figures of groups an earlier site had and these results have not
-    report.prune_stale(site_dir, ("group-*.html",), written)
-    report.prune_stale(site_dir / "plots", report.GROUP_FIGURES, written)
-    return written
-
-
-def _copy(source: Path, target: Path) -> Path:
-    if not source.is_file():
-        raise FileNotFoundError(f"{source}: a figure the site shows is missing (run `alcbench report` first)")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(source, target)
-    return target
-
-
 def _e(text: object) -> str:
     return html.escape(str(text))
 
 
-def _document(page: Page, nav: str, footer: str) -> str:
+def page_document(page: Page, nav: str, footer: str) -> str:
+    """The whole HTML document of ``page``, with the site's stylesheet, script, navigation and footer."""
     return "\n".join(
         [
             "<!DOCTYPE html>",
@@ -225,7 +62,8 @@ def _document(page: Page, nav: str, footer: str) -> str:
     )
 
 
-def _nav(downstream: bool) -> str:
+def page_nav(downstream: bool) -> str:
+    """The navigation bar; it links the downstream page only when the site has one."""
     links = [("index.html", "Leaderboard")]
     if downstream:
         links.append(("downstream.html", "Downstream"))
@@ -233,7 +71,7 @@ def _nav(downstream: bool) -> str:
     return "<nav>" + "".join(f'<a href="{href}">{_e(text)}</a>' for href, text in links) + "</nav>"
 
 
-def _footer(runs: pd.DataFrame) -> str:
+def page_footer(runs: pd.DataFrame) -> str:
     """Commits and package versions of the runs, the date of the current commit, and the
     machine that published the site (no clock time: the same results give the same pages)."""
 
@@ -273,13 +111,15 @@ def _headline(rows: pd.DataFrame) -> tuple[str, str, str] | None:
     )
 
 
-def _index(
+def index_page(
     shown: Sequence[report.Section],
     empty: Sequence[report.Section],
     board: pd.DataFrame,
     runs: pd.DataFrame,
     downstream: bool,
 ) -> Page:
+    """``index.html``: a card per group with a result, the AUC overview, the learners table, the
+    downstream link and the datasets that did not run."""
     cards = []
     for s in shown:
         head = _headline(report.group_rows(board, s))
@@ -386,9 +226,11 @@ def _table(
     )
 
 
-def _group_page(
+def group_page(
     section: report.Section, rows: pd.DataFrame, downstream: Sequence[downstream_report.Section] = ()
 ) -> Page:
+    """``group-<name>.html``: the group's sortable leaderboard, its figures, its downstream results and
+    its failed or skipped cells."""
     display = section.table
     records = rows.to_dict("records")
     sort_values = {
@@ -422,7 +264,7 @@ def _group_page(
     mine = [d for d in downstream if (d.dataset, d.learner) == (section.dataset, section.learner)]
     if mine:
         parts.append("<h2>What cleaning buys downstream</h2>")
-        parts.append(_downstream(mine, []))
+        parts.append(downstream_fragment(mine, []))
     if section.failures:
         parts.append("<h2>Failed or skipped cells</h2><ul>")
         parts += [f"<li>{_e(f.replace('`', ''))}</li>" for f in section.failures]
@@ -438,7 +280,8 @@ def _figure(stem: str, caption: str) -> str:
     )
 
 
-def _downstream(secs: Sequence[downstream_report.Section], notes: list[str]) -> str:
+def downstream_fragment(secs: Sequence[downstream_report.Section], notes: list[str]) -> str:
+    """The downstream tables and figures as HTML, each table wrapped to scroll on a narrow screen."""
     return (
         downstream_report.html_fragment(secs, notes)
         .replace("<table", '<div class="table-wrap"><table')
@@ -446,7 +289,8 @@ def _downstream(secs: Sequence[downstream_report.Section], notes: list[str]) -> 
     )
 
 
-def _skipped(runs: pd.DataFrame) -> str:
+def skipped_body(runs: pd.DataFrame) -> str:
+    """The body of ``skipped.html``: every failed or skipped cell with its full reason."""
     bad = runs[runs["status"] != "ok"]
     if not len(bad):
         return "<p>Every cell ran.</p>"

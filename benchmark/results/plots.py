@@ -1,4 +1,4 @@
-"""Comparison figures, drawn from the aggregated frames of :mod:`benchmark.leaderboard`.
+"""Comparison figures, drawn from the aggregated frames of :mod:`benchmark.results.leaderboard`.
 
 Every function takes DataFrames (or arrays from them) and writes one PNG atomically; the same
 frames give byte-identical files (no software version or timestamp in the PNG metadata, and
@@ -23,7 +23,7 @@ from matplotlib.lines import Line2D
 from matplotlib.typing import ColorType
 
 from benchmark.atomic import atomic_path
-from benchmark.leaderboard import BAND_SERIES, ORACLE, RANDOM, is_finite
+from benchmark.results.leaderboard import BAND_SERIES, ORACLE, RANDOM, is_finite
 
 _DPI = 120
 # No software version or timestamp in the PNG, so unchanged results give unchanged bytes.
@@ -135,7 +135,7 @@ class GroupCurves:
 
 
 def group_curves(bands: pd.DataFrame, budget: float) -> GroupCurves:
-    """The :func:`benchmark.leaderboard.curve_bands` rows of one group, by strategy."""
+    """The :func:`benchmark.results.leaderboard.curve_bands` rows of one group, by strategy."""
     series: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {s: {} for s in BAND_SERIES}
     grid = np.zeros(1)
     for strategy, g in bands.groupby("strategy", sort=True):
@@ -334,7 +334,7 @@ def _legend(fig: Figure, handles: list[Line2D], labels: list[str], title: str) -
 
 def plot_overview(path: Path, panels: list[tuple[str, pd.DataFrame]], styles: dict[str, Style]) -> Path:
     """AUC of every strategy as a point with its 95 % CI whisker, one panel per group (its
-    title and its :func:`benchmark.leaderboard.leaderboard` rows), best strategy on top."""
+    title and its :func:`benchmark.results.leaderboard.leaderboard` rows), best strategy on top."""
     heights = [0.3 * len(rows) + 0.9 for _, rows in panels]
     fig = Figure(figsize=(9.0, sum(heights) + 0.4), dpi=_DPI, layout="constrained")
     axes = fig.subplots(len(panels), 1, squeeze=False, height_ratios=heights)[:, 0]

@@ -2,12 +2,12 @@
 
 This is how the paper's reference code (InnerEye-DataQuality's ``DataCurationSimulator``)
 simulates relabelling, written out plainly. It costs O(N log N) per selection, so the fast
-simulator (:mod:`benchmark.simulator`) is checked and timed against it, and it runs the
+simulator (:mod:`benchmark.simulation.simulator`) is checked and timed against it, and it runs the
 strategies the fast one cannot: those whose score of a sample depends on other samples'
 state (``Strategy.row_local = False``, e.g. scores normalised over the whole dataset).
 
 It follows the same rules as the simulator with the same expert (draw ``k`` of sample ``i`` is
-keyed by ``(seed, i, k)``, see :mod:`benchmark.expert`), so for a row-local strategy both give
+keyed by ``(seed, i, k)``, see :mod:`benchmark.simulation.expert`), so for a row-local strategy both give
 identical trajectories:
 
 - at every step every sample is scored on the current label counts; the candidates are the
@@ -28,10 +28,9 @@ from dataclasses import replace
 
 import numpy as np
 
-from benchmark.expert import annotate_one
 from benchmark.plugins import ScoringContext, Strategy
-from benchmark.task import CleaningTask
-from benchmark.trajectory import (
+from benchmark.simulation.expert import annotate_one
+from benchmark.simulation.trajectory import (
     Refit,
     Trajectory,
     build_trajectory,
@@ -39,6 +38,7 @@ from benchmark.trajectory import (
     checked_scores,
     tiebreak_permutation,
 )
+from benchmark.task import CleaningTask
 
 
 def reference_simulate(
@@ -52,7 +52,8 @@ def reference_simulate(
     refit: Refit | None = None,
     refit_every: int | None = None,
 ) -> Trajectory:
-    """Runs one relabelling simulation step by step; arguments as :func:`benchmark.simulator.simulate`."""
+    """Runs one relabelling simulation step by step; arguments as
+    :func:`benchmark.simulation.simulator.simulate`."""
     check_requires(strategy, ctx)
     budget = task.budget if budget is None else int(budget)
     active = refit is not None and strategy.uses_model()

@@ -83,7 +83,8 @@ from typing import Any, ClassVar
 import numpy as np
 from tqdm.auto import tqdm
 
-from benchmark.folds import (
+from benchmark.plugins import Learner, Param, Posteriors
+from benchmark.posteriors.folds import (
     Prediction,
     Split,
     check_images,
@@ -93,8 +94,7 @@ from benchmark.folds import (
     fold_assignment,
     fold_splits,
 )
-from benchmark.learner_config import coerce, config_fields, field_type
-from benchmark.plugins import Learner, Param, Posteriors
+from benchmark.posteriors.learner_config import coerce, config_fields, field_type
 from benchmark.task import CleaningTask
 
 #: The ``posteriors`` modes: out-of-fold (k-fold cross-fitted) or in-sample (one model predicts

@@ -161,7 +161,7 @@ def write_cell(
     row, each atomically, so a row on disk always has the files it points to.
 
     ``snapshots``: the labels part-way through the budget (``fractions``, ``budgets``,
-    ``labels`` (F, N)), see :mod:`benchmark.snapshots`; read back by :func:`cell_snapshots`."""
+    ``labels`` (F, N)), see :mod:`benchmark.simulation.snapshots`; read back by :func:`cell_snapshots`."""
     cells = out_dir / CELLS
     cells.mkdir(parents=True, exist_ok=True)
     if refits:

@@ -1,6 +1,6 @@
 """One row per learner: how good its posteriors are and what they buy each selector.
 
-Pure aggregation, like :mod:`benchmark.leaderboard`: the runs table and the leaderboard in, a
+Pure aggregation, like :mod:`benchmark.results.leaderboard`: the runs table and the leaderboard in, a
 DataFrame out. Per (dataset, learner): the learner's accuracy against the true (plurality)
 labels and its fit seconds, averaged over seeds (one fit per seed; the runs record what the
 fit reported), and the AUC, its 95 % half-width and the efficiency against Random of a few
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from benchmark.leaderboard import group_key, is_finite
+from benchmark.results.leaderboard import group_key, is_finite
 
 #: The selectors the summary shows, by spec: the paper's Eq. 2 (the reference code's hinge),
 #: plain loss, and BALD.

@@ -1,7 +1,7 @@
 """What a simulated run records, and the checks every simulation applies to a strategy.
 
-Shared by the fast simulator (:mod:`benchmark.simulator`) and the per-step reference loop
-(:mod:`benchmark.reference`), so both report a run in exactly the same form.
+Shared by the fast simulator (:mod:`benchmark.simulation.simulator`) and the per-step reference loop
+(:mod:`benchmark.simulation.reference`), so both report a run in exactly the same form.
 """
 
 from __future__ import annotations

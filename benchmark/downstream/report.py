@@ -1,4 +1,4 @@
-"""Tables and figures of the downstream results (:mod:`benchmark.downstream`).
+"""Tables and figures of the downstream results (:mod:`benchmark.downstream.training`).
 
 Written under ``OUT/downstream/``: the long tables ``training.csv``, ``selection.csv`` and
 ``candidates.csv`` (one row per fit or per scored label version), the aggregated
@@ -6,7 +6,8 @@ Written under ``OUT/downstream/``: the long tables ``training.csv``, ``selection
 ``plots/downstream_<dataset>.png`` (clean-set accuracy of the re-trained model against the
 budget spent, a band over seeds per strategy, the noisy-label and true-label models as
 reference lines) and ``plots/selection_<dataset>.png`` (Kendall's tau of the candidates'
-ranking under each strategy's labels against the budget spent).
+ranking under each strategy's labels against the budget spent), drawn by
+:mod:`benchmark.downstream.figures`.
 """
 
 from __future__ import annotations
@@ -20,10 +21,13 @@ import numpy as np
 import pandas as pd
 
 from benchmark.atomic import write_bytes
-from benchmark.downstream import DOWNSTREAM, NOISY, TRUE, VALIDATION_SHARE, DownstreamResult
-from benchmark.leaderboard import mean_ci95
+from benchmark.downstream.figures import ordered_strategies, plot_selection, plot_training
+from benchmark.downstream.fits import DOWNSTREAM
+from benchmark.downstream.selection import NOISY, TRUE, VALIDATION_SHARE
+from benchmark.downstream.training import DownstreamResult
 from benchmark.params import spec_sort_key
-from benchmark.plots import format_pm, markdown_table, safe_name, save_figure, styles, vector_paths
+from benchmark.results.leaderboard import mean_ci95
+from benchmark.results.plots import format_pm, markdown_table, safe_name, vector_paths
 
 #: Tables of this stage, relative to a results folder.
 TRAINING_CSV = f"{DOWNSTREAM}/training.csv"
@@ -89,12 +93,6 @@ def selection_summary(selection: pd.DataFrame) -> pd.DataFrame:
         row["seeds"] = int(len(g))
         out.append(row)
     return pd.DataFrame(out)
-
-
-def _ordered_strategies(names: Any) -> list[str]:
-    """References first, then Random, the oracle and the rest by name."""
-    rank = {NOISY: 0, TRUE: 1, "random": 2, "oracle": 3}
-    return sorted({str(n) for n in names}, key=lambda s: (rank.get(s, 4), s))
 
 
 def _pct(fraction: float) -> str:
@@ -213,7 +211,7 @@ def _training_table(t: pd.DataFrame) -> tuple[str, list[str], pd.DataFrame]:
     ]
     body = t[t["fraction"].notna()]
     rows = []
-    for strategy in _ordered_strategies(body["strategy"]):
+    for strategy in ordered_strategies(body["strategy"]):
         g = body[body["strategy"] == strategy].set_index("fraction")
         row: dict[str, str] = {"strategy": strategy}
         for f in fractions:
@@ -243,7 +241,7 @@ def _selection_table(s: pd.DataFrame) -> tuple[str, pd.DataFrame]:
         "at 100 % of the budget."
     )
     rows = []
-    for strategy in _ordered_strategies(s["strategy"]):
+    for strategy in ordered_strategies(s["strategy"]):
         g = s[s["strategy"] == strategy]
         if strategy in (NOISY, TRUE):
             last = g.iloc[0]
@@ -305,13 +303,13 @@ def render(out_dir: Path) -> tuple[list[Section], list[str], list[Path]]:
     for sec in secs:
         if len(sec.training):
             written.append(
-                _plot_training(
+                plot_training(
                     out_dir / sec.plots[0][0], sec.dataset, train_sum[train_sum["dataset"] == sec.dataset]
                 )
             )
         if len(sec.selection):
             written.append(
-                _plot_selection(
+                plot_selection(
                     out_dir / sec.plots[-1][0], sec.dataset, sel_sum[sel_sum["dataset"] == sec.dataset]
                 )
             )
@@ -327,102 +325,3 @@ def _read_csv(path: Path) -> pd.DataFrame:
         return pd.read_csv(path)
     except pd.errors.EmptyDataError:
         return pd.DataFrame()
-
-
-def _lines_with_bands(
-    ax: Any, body: pd.DataFrame, strategies: list[str], style: dict[str, Any], column: str
-) -> None:
-    """Per strategy, ``column`` against the budget share (%) with its ``<column>_ci`` band."""
-    for strategy in strategies:
-        g = body[body["strategy"] == strategy].sort_values("fraction")
-        st = style[strategy]
-        x = 100.0 * g["fraction"].to_numpy(np.float64)
-        y = np.nan_to_num(g[column].to_numpy(np.float64))
-        ci = np.nan_to_num(g[f"{column}_ci"].to_numpy(np.float64))
-        ax.plot(
-            x,
-            y,
-            color=st.color,
-            linestyle=st.linestyle,
-            linewidth=st.linewidth,
-            marker="o",
-            markersize=3.5,
-            label=strategy,
-            zorder=st.zorder,
-        )
-        ax.fill_between(x, y - ci, y + ci, color=st.color, alpha=0.12, linewidth=0)
-
-
-def _plot_training(path: Path, dataset: str, t: pd.DataFrame) -> Path:
-    """Two panels against the budget share: the re-trained model's clean-set accuracy (band:
-    95 % CI over seeds) and its gain over the noisy-label model (band: CI of the paired gain)."""
-    import matplotlib.pyplot as plt
-
-    body = t[t["fraction"].notna()]
-    strategies = _ordered_strategies(body["strategy"])
-    style = styles(strategies)
-    fig, axes = plt.subplots(1, 2, figsize=(15.0, 5.2))
-    refs = t[t["fraction"].isna()].set_index("strategy")["test_accuracy"].astype(float)
-    panels = (
-        ("test_accuracy", "clean-set accuracy (%)"),
-        ("gain", "gain over the noisy-label model (points)"),
-    )
-    for ax, (column, ylabel) in zip(axes, panels, strict=True):
-        _lines_with_bands(ax, body, strategies, style, column)
-        for ref, color in ((NOISY, "tab:red"), (TRUE, "tab:green")):
-            if ref in refs.index:
-                level = float(refs[ref]) - (
-                    float(refs[NOISY]) if column == "gain" and NOISY in refs.index else 0.0
-                )
-                ax.axhline(level, color=color, linestyle=":", linewidth=1.4, label=f"trained on the {ref}")
-        ax.set_xlabel("share of the budget spent (%)")
-        ax.set_ylabel(ylabel)
-        ax.grid(True, color="0.9")
-    fig.suptitle(
-        f"{dataset}: {t['model'].iloc[0]} re-trained on the labels at each budget share "
-        "(right: paired by seed; bands: 95 % CI over seeds)",
-        x=0.01,
-        ha="left",
-        fontsize="medium",
-    )
-    handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(
-        handles, labels, fontsize="small", loc="center left", bbox_to_anchor=(0.755, 0.5), frameon=False
-    )
-    fig.tight_layout(rect=(0, 0, 0.75, 0.95))
-    return _save(fig, path)
-
-
-def _plot_selection(path: Path, dataset: str, s: pd.DataFrame) -> Path:
-    import matplotlib.pyplot as plt
-
-    body = s[s["fraction"].notna()]
-    strategies = _ordered_strategies(body["strategy"])
-    style = styles(strategies)
-    fig, ax = plt.subplots(figsize=(9.0, 5.5))
-    _lines_with_bands(ax, body, strategies, style, "tau")
-    refs = s[s["fraction"].isna()].set_index("strategy")
-    if TRUE in refs.index:
-        ax.axhline(1.0, color="tab:green", linestyle=":", linewidth=1.4, label="true labels (τ = 1)")
-    ax.set_xlabel("share of the budget spent (%)")
-    ax.set_ylabel("Kendall τ with the true labels' ranking")
-    ax.set_title(
-        f"{dataset}: ranking candidate models on cleaned validation labels (band: 95 % CI over seeds)",
-        loc="left",
-        fontsize="medium",
-    )
-    ax.grid(True, color="0.9")
-    ax.legend(fontsize="small", loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
-    fig.tight_layout()
-    return _save(fig, path)
-
-
-def _save(fig: Any, path: Path) -> Path:
-    """The figure as PNG, SVG and PDF (see :func:`benchmark.plots.save_figure`), then closed."""
-    import matplotlib.pyplot as plt
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        return save_figure(fig, path)
-    finally:
-        plt.close(fig)

@@ -1,6 +1,6 @@
 """A learner's hyper-parameters declared as a frozen dataclass ``Config``: the field checks and
 the coercion of spec values (``"24"`` to 24, ``"false"`` to False, ``""`` to None where the
-field is optional) that :class:`benchmark.crossfit.CrossFitLearner` builds ``self.config`` with."""
+field is optional) that :class:`benchmark.posteriors.crossfit.CrossFitLearner` builds ``self.config`` with."""
 
 from __future__ import annotations
 

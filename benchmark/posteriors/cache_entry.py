@@ -1,5 +1,5 @@
 """One entry of the posterior cache on disk: how it is written, atomically, and how it is
-checked before it is trusted (see :mod:`benchmark.cache` for the keys and the layout)."""
+checked before it is trusted (see :mod:`benchmark.posteriors.cache` for the keys and the layout)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import numpy as np
 
 from benchmark.atomic import atomic_path
 from benchmark.plugins import Posteriors
-from benchmark.posteriors import check_posteriors_array
+from benchmark.posteriors.files import check_posteriors_array
 from benchmark.task import CleaningTask
 
 

@@ -1,5 +1,5 @@
 """Folds for cross-fitting: stratified fold assignment, the (train, test) splits, fitting over
-them, and the seeds each model gets (see :mod:`benchmark.crossfit`)."""
+them, and the seeds each model gets (see :mod:`benchmark.posteriors.crossfit`)."""
 
 from __future__ import annotations
 

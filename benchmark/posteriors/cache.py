@@ -26,7 +26,7 @@ place, so a crash or Ctrl-C never leaves a half-written entry.
 
 An entry is trusted only after it is checked (:func:`read_entry`): its arrays have the task's
 shape and are valid posteriors (the checks of a user's ``--posteriors`` file, from
-:mod:`benchmark.posteriors`), the key and key inputs it records are the ones looked up, and
+:mod:`benchmark.posteriors.files`), the key and key inputs it records are the ones looked up, and
 its sidecar agrees with it (key, inputs, ``info``, array hashes). Entries written before the
 ``.npz`` recorded its key (those shipped in ``results/posteriors``) are accepted when their
 sidecar records the key looked up, which is also the file's name, with the inputs it hashes
@@ -47,7 +47,9 @@ from typing import Any
 import numpy as np
 
 from benchmark.atomic import file_lock
-from benchmark.cache_entry import (
+from benchmark.dataroot import DataNotFoundError, user_cache_dir
+from benchmark.plugins import Learner, Posteriors
+from benchmark.posteriors.cache_entry import (
     BadEntryError,
     array_sha256,
     canonical_json,
@@ -56,8 +58,6 @@ from benchmark.cache_entry import (
     read_entry,
     write_entry,
 )
-from benchmark.dataroot import DataNotFoundError, user_cache_dir
-from benchmark.plugins import Learner, Posteriors
 from benchmark.registry import PROJECT_ROOT
 from benchmark.task import CleaningTask
 

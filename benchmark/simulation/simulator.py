@@ -11,7 +11,7 @@ A row-local strategy's score of a sample (``Strategy.row_local``, the default) d
 that sample's own state, and a sample's state changes only when it is selected, so scores are
 computed once and sorted once: a run costs O(N log N) plus vectorised work proportional to the
 annotations spent. A strategy that declares ``row_local = False`` is run by the per-step
-reference loop (:mod:`benchmark.reference`) instead: correct, and slower.
+reference loop (:mod:`benchmark.simulation.reference`) instead: correct, and slower.
 """
 
 from __future__ import annotations
@@ -22,11 +22,10 @@ from dataclasses import replace
 
 import numpy as np
 
-from benchmark.expert import annotate, annotate_one, cumulative
 from benchmark.plugins import ScoringContext, Strategy
-from benchmark.reference import reference_simulate
-from benchmark.task import CleaningTask
-from benchmark.trajectory import (
+from benchmark.simulation.expert import annotate, annotate_one, cumulative
+from benchmark.simulation.reference import reference_simulate
+from benchmark.simulation.trajectory import (
     MissingInputError,
     Refit,
     StrategyError,
@@ -38,6 +37,7 @@ from benchmark.trajectory import (
     ranking,
     tiebreak_permutation,
 )
+from benchmark.task import CleaningTask
 
 __all__ = [
     "MissingInputError",

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from benchmark.config import DEFAULT_TARGET_ACCURACY
+from benchmark.simulation.trajectory import Trajectory
 from benchmark.task import CleaningTask
-from benchmark.trajectory import Trajectory
-
-#: Default absolute target for "annotations needed to reach a target accuracy", in %.
-DEFAULT_TARGET_ACCURACY = 95.0
 
 
 def curve_points(traj: Trajectory) -> tuple[np.ndarray, np.ndarray]:

@@ -17,8 +17,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from benchmark.simulation.trajectory import Trajectory
 from benchmark.task import CleaningTask
-from benchmark.trajectory import Trajectory
 
 #: The budget fractions the downstream results are measured at.
 FRACTIONS = (0.0, 0.25, 0.5, 0.75, 1.0)

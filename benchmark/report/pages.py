@@ -1,8 +1,8 @@
 """The leaderboard pages: ``leaderboard.csv``, ``leaderboard.md`` and ``leaderboard.html``,
-with the figures of :mod:`benchmark.plots`, built from the result tables alone.
+with the figures of :mod:`benchmark.results.plots`, built from the result tables alone.
 
-The flow is one way: the tables (:mod:`benchmark.results`) are aggregated
-(:mod:`benchmark.leaderboard`), drawn (:mod:`benchmark.plots`) and written out here. The same
+The flow is one way: the tables (:mod:`benchmark.results.tables`) are aggregated
+(:mod:`benchmark.results.leaderboard`), drawn (:mod:`benchmark.results.plots`) and written out here. The same
 tables give the same bytes.
 """
 
@@ -20,13 +20,14 @@ import matplotlib.style
 import pandas as pd
 from joblib import Parallel, delayed
 
-from benchmark import downstream_report, plots
 from benchmark.atomic import write_bytes
-from benchmark.diagnostics import PICK_COLUMNS
-from benchmark.leaderboard import curve_bands, group_info, group_key, is_finite, leaderboard
-from benchmark.learner_summary import learner_summary, summary_markdown
-from benchmark.plots import format_pm, markdown_table, safe_name
-from benchmark.results import CELL, GROUP
+from benchmark.downstream import report as downstream_report
+from benchmark.results import plots
+from benchmark.results.leaderboard import curve_bands, group_info, group_key, is_finite, leaderboard
+from benchmark.results.learner_summary import learner_summary, summary_markdown
+from benchmark.results.plots import format_pm, markdown_table, safe_name
+from benchmark.results.tables import CELL, GROUP
+from benchmark.simulation.diagnostics import PICK_COLUMNS
 from benchmark.threads import available_cores
 
 
@@ -325,7 +326,7 @@ def write_report(out_dir: Path, runs: pd.DataFrame, curves: pd.DataFrame) -> lis
     Files: ``leaderboard.csv`` (every column of :func:`leaderboard`), ``leaderboard.md`` and
     ``leaderboard.html`` (one compact table per group, plus its failed or skipped cells),
     ``learners.csv`` and ``learners.md`` (one row per learner:
-    :func:`benchmark.learner_summary.learner_summary`), and under ``plots/``:
+    :func:`benchmark.results.learner_summary.learner_summary`), and under ``plots/``:
     ``<group>.png`` (label accuracy against annotations, mean ± 95 % CI over seeds),
     ``<group>_mislabelled.png`` (mislabelled samples left, clear and ambiguous) for each group
     with successful runs, and ``auc_overview.png``; the figures of groups an earlier report

@@ -24,20 +24,20 @@ from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
 from benchmark import registry
-from benchmark.cache import load_or_fit
-from benchmark.config import CellConfig, Source, sha256_file
+from benchmark.config import DEFAULT_TARGET_ACCURACY, CellConfig, Source, sha256_file
 from benchmark.dataroot import DataNotFoundError
-from benchmark.diagnostics import first_picks
-from benchmark.engines import DEFAULT_RETRIES, Engine
-from benchmark.metrics import DEFAULT_TARGET_ACCURACY, curve_points, run_metrics
 from benchmark.plugins import Posteriors, ScoringContext, Strategy, parse_spec
-from benchmark.posteriors import load_posteriors_file
-from benchmark.results import finished_row, provenance, task_columns, write_cell
-from benchmark.simulator import initial_counts, simulate
-from benchmark.snapshots import FRACTIONS, budgets_at, labels_at
+from benchmark.posteriors.cache import load_or_fit
+from benchmark.posteriors.files import load_posteriors_file
+from benchmark.results.tables import finished_row, provenance, task_columns, write_cell
+from benchmark.run.engines import DEFAULT_RETRIES, Engine
+from benchmark.simulation.diagnostics import first_picks
+from benchmark.simulation.metrics import curve_points, run_metrics
+from benchmark.simulation.simulator import initial_counts, simulate
+from benchmark.simulation.snapshots import FRACTIONS, budgets_at, labels_at
+from benchmark.simulation.trajectory import MissingInputError, missing_inputs
 from benchmark.task import CleaningTask
 from benchmark.threads import thread_budget, threads_for_fits
-from benchmark.trajectory import MissingInputError, missing_inputs
 
 
 def run_cell(
@@ -159,7 +159,7 @@ def prepare(
 ) -> Plan:
     """Loads the tasks and computes (or loads) every posterior the cells need.
 
-    With an ``engine`` (a cluster, :mod:`benchmark.engines`), each learner fit is a task of
+    With an ``engine`` (a cluster, :mod:`benchmark.run.engines`), each learner fit is a task of
     its own on a worker (once per cache key; the worker writes the cache entry), rather than
     run in this process.
 
