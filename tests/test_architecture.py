@@ -62,28 +62,52 @@ def engine_modules() -> dict[str, Path]:
     return out
 
 
-def imports(path: Path) -> list[str]:
+def _is_module(dotted: str) -> bool:
+    """Whether ``benchmark.x.y`` names a module or package of the engine."""
+    parts = dotted.split(".")[1:]
+    return bool(parts) and (
+        ENGINE.joinpath(*parts).with_suffix(".py").is_file()
+        or (ENGINE.joinpath(*parts) / "__init__.py").is_file()
+    )
+
+
+def _type_checking_lines(tree: ast.Module) -> set[int]:
+    """The lines of the ``if TYPE_CHECKING:`` blocks: imports for annotations only."""
+    lines: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            for inner in node.body:
+                lines.update(range(inner.lineno, (inner.end_lineno or inner.lineno) + 1))
+    return lines
+
+
+def imports(path: Path, *, runtime_only: bool = False) -> list[str]:
     """Every module ``path`` imports, at its top or inside a function, as written (absolute
-    names; relative ones resolved; ``from benchmark import x`` as ``benchmark.x``)."""
+    names; relative ones resolved; ``from package import module`` as ``package.module``).
+    ``runtime_only`` leaves out the imports under ``if TYPE_CHECKING:``."""
+    tree = ast.parse(path.read_text())
+    typing_only = _type_checking_lines(tree) if runtime_only else set()
     found = []
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(tree):
+        if getattr(node, "lineno", None) in typing_only:
+            continue
         if isinstance(node, ast.Import):
             found += [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom):
             if node.level:
                 package = ".".join(["benchmark", *path.relative_to(ENGINE).parent.parts])
                 base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
-                found.append(f"{base}.{node.module}" if node.module else base)
-            elif node.module == "benchmark":
-                found += [f"benchmark.{a.name}" for a in node.names]
-            elif node.module:
-                found.append(node.module)
+                module = f"{base}.{node.module}" if node.module else base
+            else:
+                module = node.module or ""
+            subs = [f"{module}.{a.name}" for a in node.names if _is_module(f"{module}.{a.name}")]
+            found += subs if subs else [module]
     return found
 
 
-def engine_imports(path: Path) -> set[str]:
+def engine_imports(path: Path, *, runtime_only: bool = False) -> set[str]:
     out = set()
-    for name in imports(path):
+    for name in imports(path, runtime_only=runtime_only):
         if name == "benchmark":
             out.add("benchmark")
         elif name.startswith("benchmark."):
@@ -125,7 +149,7 @@ def test_the_layering_check_catches_a_stage_importing_a_later_one(tmp_path: Path
     bad.write_text(modules["simulation.simulator"].read_text() + "\nfrom benchmark.report import pages\n")
     modules["simulation.simulator"] = bad
     assert layering_errors(modules) == [
-        "benchmark.simulation.simulator imports benchmark.report, a later stage"
+        "benchmark.simulation.simulator imports benchmark.report.pages, a later stage"
     ]
     # and a shared top-level module importing a stage
     bad_task = tmp_path / "task.py"
@@ -135,22 +159,46 @@ def test_the_layering_check_catches_a_stage_importing_a_later_one(tmp_path: Path
     ]
 
 
-def test_the_engine_import_graph_has_no_cycle() -> None:
-    modules = engine_modules()
-    graph = {m: {d for d in engine_imports(p) if d in modules and d != m} for m, p in modules.items()}
+def find_cycle(modules: dict[str, Path]) -> list[str] | None:
+    """An import cycle among ``modules``, as the trail that closes it, or None. Imports for
+    annotations only (under ``if TYPE_CHECKING:``) are left out: a learner's private torch
+    helper may name the learner's class in its signatures."""
+    graph = {
+        m: {d for d in engine_imports(p, runtime_only=True) if d in modules and d != m}
+        for m, p in modules.items()
+    }
     state: dict[str, int] = {}
 
-    def visit(m: str, trail: list[str]) -> None:
+    def visit(m: str, trail: list[str]) -> list[str] | None:
         if state.get(m) == 2:
-            return
-        assert state.get(m) != 1, "import cycle: " + " -> ".join([*trail, m])
+            return None
+        if state.get(m) == 1:
+            return [*trail, m]
         state[m] = 1
         for d in sorted(graph[m]):
-            visit(d, [*trail, m])
+            if found := visit(d, [*trail, m]):
+                return found
         state[m] = 2
+        return None
 
     for m in sorted(graph):
-        visit(m, [])
+        if found := visit(m, []):
+            return found
+    return None
+
+
+def test_the_engine_import_graph_has_no_cycle() -> None:
+    assert find_cycle(engine_modules()) is None
+
+
+def test_the_cycle_check_catches_a_loop_within_a_stage(tmp_path: Path) -> None:
+    modules = engine_modules()
+    bad = tmp_path / "expert.py"
+    bad.write_text(modules["simulation.expert"].read_text() + "\nimport benchmark.simulation.simulator\n")
+    modules["simulation.expert"] = bad
+    cycle = find_cycle(modules)
+    assert cycle is not None and cycle[-1] in cycle[:-1]
+    assert {"simulation.expert", "simulation.simulator"} <= set(cycle)
 
 
 def test_no_engine_module_is_longer_than_one_sitting() -> None:
