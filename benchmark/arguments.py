@@ -298,6 +298,12 @@ def _common(p: argparse.ArgumentParser, default_out: Path | None) -> None:
     )
     p.add_argument("--resume", action="store_true", help="reuse cells already finished in --out")
     p.add_argument(
+        "--prune",
+        action="store_true",
+        help="remove the rows of earlier runs in --out that this command did not run (listed first; "
+        "a suite over every plugin does so anyway)",
+    )
+    p.add_argument(
         "--target",
         type=_percent,
         default=DEFAULT_TARGET_ACCURACY,

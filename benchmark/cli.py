@@ -179,9 +179,22 @@ def _execute_on(
     rows = runner.execute(
         plan, args.out, jobs=jobs, resume=args.resume, progress=progress, engine=engine, retries=args.retries
     )
-    # Several commands may write into one folder: the tables are merged under a lock.
+    # Several commands may write into one folder: the tables are merged under a lock. A run, or
+    # a suite over some plugins only, adds or replaces the rows of what it ran and keeps the
+    # others; a whole suite keeps its own rows only, and --prune asks for that anywhere.
+    merge = not (args.prune or (suite and not (args.datasets or args.strategies or args.learners)))
     with tables.locked(args.out):
-        update = tables.write_tables(args.out, rows, merge=not suite)
+        if args.prune:
+            leaving = tables.rows_left_out(args.out, rows)
+            if len(leaving):
+                cells = {
+                    f"{d} / {ln} / {s}" for d, ln, s in leaving[["dataset", "learner", "strategy"]].values
+                }
+                print(
+                    f"--prune: removing {len(leaving)} rows of earlier runs from {args.out} "
+                    f"({_first_few(cells)})"
+                )
+        update = tables.write_tables(args.out, rows, merge=merge)
         dropped = tables.write_skipped_inputs(args.out, plan.tasks)
         refit_timings = tables.write_refit_timings(args.out, plan.configs)
         if suite and not args.no_downstream:
@@ -205,7 +218,7 @@ def _execute_on(
         + ")"
     )
     for what, frame in (("replaced by this run", update.replaced), ("dropped", update.dropped)):
-        if len(frame):
+        if len(frame) and not (what == "dropped" and args.prune):  # --prune listed them first
             groups = {f"{d} / {ln}" for d, ln in zip(frame["dataset"], frame["learner"], strict=True)}
             print(
                 f"  {len(frame)} rows of earlier runs in {args.out} were {what} ({_first_few(groups)}); "

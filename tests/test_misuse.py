@@ -232,15 +232,54 @@ def test_too_many_seeds_are_refused_before_any_work(tmp_path, truth_file, capsys
 # --- 6. suites over earlier results, damaged cell files -------------------------------------
 
 
-def test_a_suite_over_earlier_run_results_says_what_it_dropped(tmp_path, truth_file, capsys):
+SUITE = ["suite", "--learners", "truth", "--seeds", "0", "--no-progress", "--no-downstream"]
+
+
+def test_a_subset_suite_keeps_every_earlier_row(tmp_path, truth_file, capsys):
+    out = tmp_path / "res"
+    assert run(out, truth_file, "entropy") == 0
+    assert main([*SUITE, "--datasets", DATASET, "--strategies", "random", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "1 rows of earlier runs kept" in text and "dropped" not in text
+    assert set(runs_of(out)["strategy"]) == {"entropy", "random"}
+
+
+def test_prune_lists_the_rows_it_removes_before_removing_them(tmp_path, truth_file, capsys):
     out = tmp_path / "res"
     assert run(out, truth_file, "entropy") == 0
     capsys.readouterr()
-    args = ["suite", "--datasets", DATASET, "--strategies", "random", "--learners", "truth", "--seeds", "0"]
-    assert main([*args, "--out", str(out), "--no-progress"]) == 0
+    args = [*SUITE, "--datasets", DATASET, "--strategies", "random", "--out", str(out), "--prune"]
+    assert main(args) == 0
     text = capsys.readouterr().out
-    assert "1 rows of earlier runs in" in text and "were dropped" in text
+    listed = text.index(f"--prune: removing 1 rows of earlier runs from {out}")
+    assert f"{DATASET} / file:post.npy / entropy" in text[listed:]
+    assert listed < text.index("cells ok")  # said before the tables are written
+    assert set(runs_of(out)["strategy"]) == {"random"}
     assert (out / "cells").is_dir() and len(list((out / "cells").glob("*.json"))) == 2
+
+
+def test_a_suite_of_one_strategy_and_one_dataset_keeps_the_other_settings(tmp_path, capsys):
+    # A suite over two datasets, then one over a new strategy on one of them: the built-in rows,
+    # the other dataset's pages and figures and the efficiency against Random all stay.
+    out = tmp_path / "res"
+    both = ["--datasets", DATASET, "cifar10h[temperature=10]"]
+    assert main([*SUITE, *both, "--strategies", "random", "loss", "--out", str(out)]) == 0
+    before = runs_of(out)
+    t10 = sorted(p.name for p in (out / "plots").glob("cifar10h_temperature_10*"))
+    assert t10
+    capsys.readouterr()
+    args = [*SUITE, "--datasets", DATASET, "--strategies", "entropy", "--out", str(out)]
+    assert main(args) == 0
+    assert f"{len(before)} rows of earlier runs kept" in capsys.readouterr().out
+    after = runs_of(out)
+    assert len(after) == len(before) + 1
+    cols = ["config_hash", "auc", "final_accuracy"]
+    kept = after[after["strategy"] != "entropy"][cols].reset_index(drop=True)
+    pd.testing.assert_frame_equal(kept, before[cols].reset_index(drop=True))
+    assert sorted(p.name for p in (out / "plots").glob("cifar10h_temperature_10*")) == t10
+    board = pd.read_csv(out / "leaderboard.csv").set_index(["dataset", "strategy"])
+    assert np.isfinite(board.loc[(DATASET, "entropy"), "efficiency_mean"])
+    assert set(board.loc["cifar10h[temperature=10]"].index) == {"random", "loss"}
 
 
 def test_resume_reruns_a_cell_whose_curve_file_is_truncated(tmp_path, truth_file):

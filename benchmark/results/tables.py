@@ -278,10 +278,7 @@ def write_tables(out_dir: Path, rows: Sequence[dict[str, Any]], *, merge: bool =
             old_runs, old_curves = load_tables(out_dir)
         else:
             old_runs, old_curves = pd.read_parquet(out_dir / "runs.parquet"), None
-        same_cell = old_runs["config_hash"].isin(runs["config_hash"])
-        same_run = _run_keys(old_runs).isin(set(_run_keys(runs)))
-        replaced = old_runs[same_run & ~same_cell]
-        others = old_runs[~same_cell & ~same_run]
+        replaced, others = _earlier(old_runs, runs)
         if old_curves is not None:
             kept = len(others)
             curve_frames.insert(0, old_curves[old_curves["config_hash"].isin(others["config_hash"])])
@@ -304,6 +301,23 @@ def write_tables(out_dir: Path, rows: Sequence[dict[str, Any]], *, merge: bool =
     write_bytes(out_dir / "runs.csv", runs.to_csv(index=False).encode())
     _write_parquet(curves, out_dir / "curves.parquet")
     return TableUpdate(runs, curves, kept, replaced, dropped)
+
+
+def _earlier(old_runs: pd.DataFrame, runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(replaced, others) of the earlier rows: those ``runs`` replace (the same dataset,
+    learner, strategy and seed in another configuration) and those neither the same cell nor
+    the same run."""
+    same_cell = old_runs["config_hash"].isin(runs["config_hash"])
+    same_run = _run_keys(old_runs).isin(set(_run_keys(runs)))
+    return old_runs[same_run & ~same_cell], old_runs[~same_cell & ~same_run]
+
+
+def rows_left_out(out_dir: Path, rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
+    """The earlier rows of ``out_dir``'s tables that :func:`write_tables` without ``merge``
+    leaves out when it writes ``rows`` (none when there are no tables yet)."""
+    if not ((out_dir / "runs.parquet").is_file() and (out_dir / "curves.parquet").is_file()):
+        return pd.DataFrame(columns=list(RUN_COLUMNS))
+    return _earlier(pd.read_parquet(out_dir / "runs.parquet"), pd.DataFrame(list(rows)))[1]
 
 
 def sort_runs(runs: pd.DataFrame) -> pd.DataFrame:
