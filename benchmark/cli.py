@@ -197,8 +197,15 @@ def _execute_on(
         update = tables.write_tables(args.out, rows, merge=merge)
         dropped = tables.write_skipped_inputs(args.out, plan.tasks)
         refit_timings = tables.write_refit_timings(args.out, plan.configs)
-        if suite and not args.no_downstream:
+        if suite and not args.no_downstream and not merge:
             downstream_lines = _downstream(args.out, update.runs, plan.tasks, None, jobs, progress)
+        elif suite and not args.no_downstream:
+            # the kept rows' cell files (their label snapshots) need not be here: the downstream
+            # tables stay as they are rather than lose the rows it could not redo
+            downstream_lines = [
+                "downstream: not run by a suite over some plugins; its tables are kept as they were "
+                f"(alcbench downstream {args.out} runs it on every row)"
+            ]
         else:
             downstream_lines = []
         written = write_report(args.out, update.runs, update.curves)

@@ -244,6 +244,18 @@ def test_a_subset_suite_keeps_every_earlier_row(tmp_path, truth_file, capsys):
     assert set(runs_of(out)["strategy"]) == {"entropy", "random"}
 
 
+def test_a_subset_suite_leaves_the_downstream_tables_as_they_were(tmp_path, truth_file, capsys):
+    out = tmp_path / "res"
+    assert run(out, truth_file, "entropy") == 0
+    training = out / "downstream" / "training.csv"
+    training.parent.mkdir()
+    training.write_text("dataset,learner,strategy,seed,fraction,test_accuracy\nd,l,s,0,0,50\n")
+    args = [a for a in SUITE if a != "--no-downstream"]
+    assert main([*args, "--datasets", DATASET, "--strategies", "random", "--out", str(out)]) == 0
+    assert "downstream: not run by a suite over some plugins" in capsys.readouterr().out
+    assert training.read_text() == "dataset,learner,strategy,seed,fraction,test_accuracy\nd,l,s,0,0,50\n"
+
+
 def test_prune_lists_the_rows_it_removes_before_removing_them(tmp_path, truth_file, capsys):
     out = tmp_path / "res"
     assert run(out, truth_file, "entropy") == 0
