@@ -195,8 +195,11 @@ def _execute_on(
                     f"({_first_few(cells)})"
                 )
         update = tables.write_tables(args.out, rows, merge=merge)
-        dropped = tables.write_skipped_inputs(args.out, plan.tasks)
-        refit_timings = tables.write_refit_timings(args.out, plan.configs)
+        # the side tables keep the rows of the earlier runs the tables keep
+        kept = set(update.runs["config_hash"]) - {c.hash for c in plan.configs} if merge else set()
+        kept_datasets = set(update.runs["dataset"]) if merge else set()
+        dropped = tables.write_skipped_inputs(args.out, plan.tasks, keep=kept_datasets)
+        refit_timings = tables.write_refit_timings(args.out, plan.configs, keep=kept)
         if suite and not args.no_downstream and not merge:
             downstream_lines = _downstream(args.out, update.runs, plan.tasks, None, jobs, progress)
         elif suite and not args.no_downstream:

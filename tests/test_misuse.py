@@ -256,6 +256,25 @@ def test_a_subset_suite_leaves_the_downstream_tables_as_they_were(tmp_path, trut
     assert training.read_text() == "dataset,learner,strategy,seed,fraction,test_accuracy\nd,l,s,0,0,50\n"
 
 
+def test_a_subset_suite_keeps_the_earlier_runs_refit_timings(tmp_path):
+    out = tmp_path / "res"
+    active = ["--strategies", "loss", "--active-every", "1000", "--out", str(out)]
+    assert main([*SUITE, "--datasets", DATASET, "cifar10h[temperature=10]", *active]) == 0
+    before = pd.read_csv(out / "refit_timings.csv")
+    assert set(before["dataset"]) == {DATASET, "cifar10h[temperature=10]"}
+    active[1] = "entropy"
+    assert main([*SUITE, "--datasets", DATASET, *active]) == 0
+    after = pd.read_csv(out / "refit_timings.csv")
+    pd.testing.assert_frame_equal(after.iloc[: len(before)], before)
+    new = after.iloc[len(before) :]
+    assert len(new) and set(new["strategy_spec"]) == {"entropy"} and set(new["dataset"]) == {DATASET}
+    # and a suite that re-runs one of them replaces that run's timings (new seconds), keeping the rest
+    assert main([*SUITE, "--datasets", DATASET, *active]) == 0
+    again = pd.read_csv(out / "refit_timings.csv")
+    pd.testing.assert_frame_equal(again.drop(columns="seconds"), after.drop(columns="seconds"))
+    pd.testing.assert_frame_equal(again.iloc[: len(before)], before)
+
+
 def test_prune_lists_the_rows_it_removes_before_removing_them(tmp_path, truth_file, capsys):
     out = tmp_path / "res"
     assert run(out, truth_file, "entropy") == 0

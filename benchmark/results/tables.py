@@ -22,7 +22,7 @@ import json
 import os
 import subprocess
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
@@ -388,9 +388,12 @@ def _write_parquet(df: pd.DataFrame, path: Path) -> None:
 # Side tables
 
 
-def write_refit_timings(out_dir: Path, configs: Sequence[CellConfig]) -> pd.DataFrame:
+def write_refit_timings(
+    out_dir: Path, configs: Sequence[CellConfig], *, keep: Collection[str] = ()
+) -> pd.DataFrame:
     """Writes ``refit_timings.csv``: when each active run re-fitted its learner and the seconds
-    it took (wall clock, so kept apart from the result tables)."""
+    it took (wall clock, so kept apart from the result tables). The earlier rows of the cells
+    in ``keep`` (config hashes: the runs a merging command keeps) stay; returns this command's."""
     rows = []
     for config in configs:
         path = out_dir / CELLS / f"{config.hash}.refits.json"
@@ -398,13 +401,28 @@ def write_refit_timings(out_dir: Path, configs: Sequence[CellConfig]) -> pd.Data
             for i, entry in enumerate(json.loads(path.read_text())):
                 rows.append({**config.row(), "refit": i, **entry})
     table = pd.DataFrame(rows)
-    if rows:
-        write_bytes(out_dir / "refit_timings.csv", table.to_csv(index=False).encode())
+    earlier = _earlier_side_rows(out_dir / "refit_timings.csv", "config_hash", keep)
+    if rows or len(earlier):
+        both = pd.concat([earlier, table], ignore_index=True) if len(earlier) else table
+        write_bytes(out_dir / "refit_timings.csv", both.to_csv(index=False).encode())
     return table
 
 
-def write_skipped_inputs(out_dir: Path, tasks: Mapping[str, CleaningTask]) -> pd.DataFrame:
-    """Writes ``skipped_inputs.csv``: every input a dataset dropped as unreadable, and why."""
+def _earlier_side_rows(path: Path, column: str, keep: Collection[str]) -> pd.DataFrame:
+    """The rows of the side table ``path`` whose ``column`` is in ``keep`` (none to keep, or
+    no such table: an empty frame)."""
+    if not keep or not path.is_file():
+        return pd.DataFrame()
+    earlier = pd.read_csv(path, dtype=str)  # written back as it was read
+    return earlier[earlier[column].isin(set(keep))] if column in earlier.columns else pd.DataFrame()
+
+
+def write_skipped_inputs(
+    out_dir: Path, tasks: Mapping[str, CleaningTask], *, keep: Collection[str] = ()
+) -> pd.DataFrame:
+    """Writes ``skipped_inputs.csv``: every input a dataset dropped as unreadable, and why. The
+    earlier rows of the datasets in ``keep`` (those a merging command keeps runs of and did not
+    load) stay; returns this command's."""
     rows = [
         {"dataset": name, **{k: str(v) for k, v in entry.items()}}
         for name, task in sorted(tasks.items())
@@ -412,6 +430,8 @@ def write_skipped_inputs(out_dir: Path, tasks: Mapping[str, CleaningTask]) -> pd
     ]
     table = pd.DataFrame(rows, columns=None if rows else ["dataset", "sample_id", "file", "reason"])
     path = out_dir / "skipped_inputs.csv"
+    earlier = _earlier_side_rows(path, "dataset", set(keep) - set(tasks))
     if rows or path.exists():
-        write_bytes(path, table.to_csv(index=False).encode())
+        both = pd.concat([earlier, table], ignore_index=True) if len(earlier) else table
+        write_bytes(path, both.to_csv(index=False).encode())
     return table
