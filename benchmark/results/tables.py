@@ -272,7 +272,7 @@ def write_tables(out_dir: Path, rows: Sequence[dict[str, Any]], *, merge: bool =
     ]
     empty = pd.DataFrame(columns=list(RUN_COLUMNS))
     kept, replaced, dropped = 0, empty, empty
-    if (out_dir / "runs.parquet").is_file() and (out_dir / "curves.parquet").is_file():
+    if _has_tables(out_dir):
         # the earlier curves are read only when their runs stay in the tables
         if merge:
             old_runs, old_curves = load_tables(out_dir)
@@ -303,6 +303,11 @@ def write_tables(out_dir: Path, rows: Sequence[dict[str, Any]], *, merge: bool =
     return TableUpdate(runs, curves, kept, replaced, dropped)
 
 
+def _has_tables(out_dir: Path) -> bool:
+    """Whether ``out_dir`` holds the run and curve tables of earlier runs."""
+    return (out_dir / "runs.parquet").is_file() and (out_dir / "curves.parquet").is_file()
+
+
 def _earlier(old_runs: pd.DataFrame, runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(replaced, others) of the earlier rows: those ``runs`` replace (the same dataset,
     learner, strategy and seed in another configuration) and those neither the same cell nor
@@ -315,7 +320,7 @@ def _earlier(old_runs: pd.DataFrame, runs: pd.DataFrame) -> tuple[pd.DataFrame, 
 def rows_left_out(out_dir: Path, rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
     """The earlier rows of ``out_dir``'s tables that :func:`write_tables` without ``merge``
     leaves out when it writes ``rows`` (none when there are no tables yet)."""
-    if not ((out_dir / "runs.parquet").is_file() and (out_dir / "curves.parquet").is_file()):
+    if not _has_tables(out_dir):
         return pd.DataFrame(columns=list(RUN_COLUMNS))
     return _earlier(pd.read_parquet(out_dir / "runs.parquet"), pd.DataFrame(list(rows)))[1]
 
