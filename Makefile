@@ -1,4 +1,5 @@
-# alcbench: `make benchmark` runs the default suite, `make test` runs the tests.
+# alcbench: `make benchmark` brings results/ up to date (runs the cells of the default suite that
+# are new or changed), `make reproduce` re-runs them all and compares, `make test` runs the tests.
 # Both create the virtual environment (.venv) on first use.
 
 PYTHON ?= python3
@@ -17,7 +18,7 @@ FIT_ARGS ?= --dataset cifar10h
 # A benchmark that fits learners (--refit, --active-every B) needs the learners extra.
 BENCH_INSTALL := $(if $(filter --refit --active-every --active-every=%,$(BENCH_ARGS)),$(DEV_STAMP),$(STAMP))
 
-.PHONY: venv venv-dev benchmark screenshots test test-all lint type perf report fit posteriors clean
+.PHONY: venv venv-dev benchmark reproduce screenshots test test-all lint type perf report fit posteriors clean
 
 venv: $(STAMP)
 
@@ -36,6 +37,11 @@ $(DEV_STAMP): $(STAMP)
 
 benchmark: $(BENCH_INSTALL)
 	$(BIN)/alcbench suite --out $(OUT) --jobs $(JOBS) $(BENCH_ARGS)
+
+# Re-runs every cell of the default suite from scratch in a scratch folder and compares each
+# row and curve with the committed results (exit 1, listing the cells, if any differ).
+reproduce: $(STAMP)
+	$(BIN)/alcbench reproduce $(OUT) --jobs $(JOBS) --no-progress
 
 # Screenshots of the published site at desktop and phone widths (headless Chromium).
 screenshots: venv-dev

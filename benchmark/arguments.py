@@ -86,6 +86,30 @@ def build_parser() -> argparse.ArgumentParser:
     _common(suite, default_out=Path("results"))
     suite.set_defaults(seeds="0-4")
 
+    rep = sub.add_parser(
+        "reproduce",
+        help="run every cell of the default suite again from scratch, in a scratch folder, and "
+        "compare each row and curve with the committed results in DIR (exit 1 if any differ)",
+    )
+    rep.add_argument(
+        "dir", type=Path, nargs="?", default=Path("results"), help="results folder (default results)"
+    )
+    rep.add_argument("--seeds", default="0-4", help="seeds to re-run (default 0-4, the suite's)")
+    rep.add_argument(
+        "--sample",
+        action="store_true",
+        help="one seed only (the first of --seeds): every group, every strategy",
+    )
+    rep.add_argument(
+        "--scratch",
+        type=Path,
+        default=None,
+        help="folder to re-run into (default: a temporary one, removed after)",
+    )
+    rep.add_argument("--data-root", type=Path, default=None, help="folder with the data files")
+    _jobs(rep, "the cells")
+    rep.add_argument("--no-progress", action="store_true", help="no progress bars")
+
     down = sub.add_parser(
         "downstream",
         help="what cleaning buys: re-train on the labels at budget shares, and evaluate and select models "
@@ -297,6 +321,12 @@ def _common(p: argparse.ArgumentParser, default_out: Path | None) -> None:
         help=f"times a cluster task whose worker died is run again (default {DEFAULT_RETRIES})",
     )
     p.add_argument("--resume", action="store_true", help="reuse cells already finished in --out")
+    p.add_argument(
+        "--rerun",
+        action="store_true",
+        help="run every cell again, also those whose rows in --out have the identity (data, "
+        "posteriors, code, parameters) they would have now and would otherwise be kept",
+    )
     p.add_argument(
         "--prune",
         action="store_true",

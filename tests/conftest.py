@@ -24,6 +24,20 @@ def data_root() -> Path:
 
 
 @pytest.fixture
+def plugin_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A plugin folder (with ``strategies/``) added through ``ALCBENCH_PLUGIN_PATH``; the
+    registry forgets it afterwards."""
+    from benchmark import registry
+
+    root = tmp_path / "plugins"
+    (root / "strategies").mkdir(parents=True)
+    monkeypatch.setenv("ALCBENCH_PLUGIN_PATH", str(root))
+    registry.refresh()
+    yield root
+    registry.refresh()
+
+
+@pytest.fixture
 def make_task() -> Callable[..., CleaningTask]:
     """``make_task(true_dist, noisy_labels, *, budget_multiplier=4.0, name="toy")``."""
     return _make_task

@@ -25,17 +25,6 @@ def truth_posteriors(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.fixture
-def plugin_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """A plugin folder added through ALCBENCH_PLUGIN_PATH; the registry forgets it afterwards."""
-    root = tmp_path / "plugins"
-    (root / "strategies").mkdir(parents=True)
-    monkeypatch.setenv("ALCBENCH_PLUGIN_PATH", str(root))
-    registry.refresh()
-    yield root
-    registry.refresh()
-
-
 def _run(out: Path, posteriors: Path, *strategies: str, seeds: str = "0-1") -> int:
     args = [
         "run",
@@ -525,11 +514,11 @@ def test_fit_exports_shipped_posteriors_offline(tmp_path, offline, no_smallcnn_f
 def test_cache_dirs_write_where_asked_and_always_read_the_shipped_posteriors(tmp_path, monkeypatch):
     import argparse
 
-    from benchmark import cli
+    from benchmark import commands
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     user = tmp_path / "xdg" / "alcbench" / "posteriors"
-    shipped = cli.SHIPPED_POSTERIORS
+    shipped = commands.SHIPPED_POSTERIORS
     out = tmp_path / "out"
     for cache, suite, expected in [
         (None, True, out / "posteriors"),
@@ -538,18 +527,18 @@ def test_cache_dirs_write_where_asked_and_always_read_the_shipped_posteriors(tmp
         (tmp_path / "mine", False, tmp_path / "mine"),
     ]:
         args = argparse.Namespace(cache=cache, out=out)
-        assert cli._cache_dirs(args, suite=suite) == (expected, [shipped])
+        assert commands.cache_dirs(args, suite=suite) == (expected, [shipped])
     args = argparse.Namespace(cache=None, out=shipped.parent)
-    assert cli._cache_dirs(args, suite=True) == (shipped, [])
+    assert commands.cache_dirs(args, suite=True) == (shipped, [])
 
 
 def test_bad_cache_entry_without_images_skips_naming_the_entry_and_the_images(
     tmp_path, offline, monkeypatch, capsys
 ):
-    from benchmark import cli
+    from benchmark import commands
     from benchmark.posteriors.cache import cache_key
 
-    monkeypatch.setattr(cli, "SHIPPED_POSTERIORS", tmp_path / "nothing-shipped")
+    monkeypatch.setattr(commands, "SHIPPED_POSTERIORS", tmp_path / "nothing-shipped")
     task = registry.create("dataset", DATASET).load()
     key = cache_key(task, registry.create("learner", "smallcnn"), 0)
     cache = tmp_path / "cache"

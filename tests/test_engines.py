@@ -9,7 +9,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from benchmark import registry
 from benchmark.cli import main
 from benchmark.run.engines import LostTaskError, open_engine
 
@@ -25,14 +24,9 @@ def _tables(out: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 @pytest.fixture
-def plugins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def plugins(plugin_root: Path) -> Path:
     """A plugin folder seen by this process and by the workers a cluster starts."""
-    root = tmp_path / "plugins"
-    (root / "strategies").mkdir(parents=True)
-    monkeypatch.setenv("ALCBENCH_PLUGIN_PATH", str(root))
-    registry.refresh()
-    yield root
-    registry.refresh()
+    return plugin_root
 
 
 def _killer(root: Path, marker: Path, *, always: bool) -> None:
@@ -131,7 +125,7 @@ def test_runner_on_an_engine_runs_fits_then_cells_and_reports_lost_cells(tmp_pat
         progress=False,
         engine=fits,
     )
-    assert fits.calls == ["_fit_task"]  # one batch of fit tasks, one per (learner, seed)
+    assert fits.calls == ["fit_task"]  # one batch of fit tasks, one per (learner, seed)
     assert len(plan.posteriors) == 2 and not plan.unavailable
     engine = _FakeEngine({1})
     rows = runner.execute(plan, tmp_path / "out", progress=False, engine=engine)

@@ -244,16 +244,18 @@ def test_a_subset_suite_keeps_every_earlier_row(tmp_path, truth_file, capsys):
     assert set(runs_of(out)["strategy"]) == {"entropy", "random"}
 
 
-def test_a_subset_suite_leaves_the_downstream_tables_as_they_were(tmp_path, truth_file, capsys):
+def test_a_subset_suite_keeps_the_downstream_rows_of_the_runs_it_did_not_redo(tmp_path, truth_file, capsys):
+    # the kept runs' label snapshots (cell files) need not be here: their rows stay as they are
     out = tmp_path / "res"
     assert run(out, truth_file, "entropy") == 0
     training = out / "downstream" / "training.csv"
     training.parent.mkdir()
-    training.write_text("dataset,learner,strategy,seed,fraction,test_accuracy\nd,l,s,0,0,50\n")
+    text = f"dataset,learner,strategy,seed,fraction,test_accuracy\n{DATASET},file:post.npy,entropy,0,0,50\n"
+    training.write_text(text)
     args = [a for a in SUITE if a != "--no-downstream"]
     assert main([*args, "--datasets", DATASET, "--strategies", "random", "--out", str(out)]) == 0
-    assert "downstream: not run by a suite over some plugins" in capsys.readouterr().out
-    assert training.read_text() == "dataset,learner,strategy,seed,fraction,test_accuracy\nd,l,s,0,0,50\n"
+    assert "downstream: up to date (1 runs' rows kept" in capsys.readouterr().out
+    assert training.read_text() == text
 
 
 def test_a_subset_suite_keeps_the_earlier_runs_refit_timings(tmp_path):
@@ -316,6 +318,7 @@ def test_a_suite_of_one_strategy_and_one_dataset_keeps_the_other_settings(tmp_pa
 def test_resume_reruns_a_cell_whose_curve_file_is_truncated(tmp_path, truth_file):
     out = tmp_path / "res"
     assert run(out, truth_file, "loss") == 0
+    (out / "runs.parquet").unlink()  # interrupted before the tables: only the cell files
     curve = next((out / "cells").glob("*.curve.parquet"))
     curve.write_bytes(curve.read_bytes()[:100])
     assert run(out, truth_file, "loss", extra=("--resume",)) == 0
@@ -326,6 +329,7 @@ def test_resume_reruns_a_cell_whose_curve_file_is_truncated(tmp_path, truth_file
 def test_resume_reruns_a_cell_whose_row_is_not_json(tmp_path, truth_file):
     out = tmp_path / "res"
     assert run(out, truth_file, "loss") == 0
+    (out / "runs.parquet").unlink()  # interrupted before the tables: only the cell files
     row = next(p for p in (out / "cells").glob("*.json"))
     row.write_text("{not json")
     assert run(out, truth_file, "loss", extra=("--resume",)) == 0
@@ -333,16 +337,6 @@ def test_resume_reruns_a_cell_whose_row_is_not_json(tmp_path, truth_file):
 
 
 # --- 8. broken plugins ----------------------------------------------------------------------
-
-
-@pytest.fixture
-def plugin_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    root = tmp_path / "plugins"
-    (root / "strategies").mkdir(parents=True)
-    monkeypatch.setenv("ALCBENCH_PLUGIN_PATH", str(root))
-    registry.refresh()
-    yield root
-    registry.refresh()
 
 
 def test_a_plugin_that_exits_fails_alone(tmp_path, truth_file, plugin_root, capsys):

@@ -67,6 +67,18 @@ def test_quick_run_writes_markdown(quick_run) -> None:
     assert "not representative" in md  # --quick rates are flagged
 
 
+def test_quick_run_times_the_ssl_refit_against_its_baseline(quick_run) -> None:
+    _, out = quick_run
+    with (out / "ssl_refit.csv").open() as fh:
+        rows = {r["mode"]: r for r in csv.DictReader(fh)}
+    assert set(rows) == {"warm start", "from scratch"}
+    assert (rows["warm start"]["epochs"], rows["from scratch"]["epochs"]) == ("10", "120")
+    assert all(float(r["median_seconds"]) > 0 for r in rows.values())
+    assert float(rows["from scratch"]["ratio"]) == 1.0 and float(rows["warm start"]["ratio"]) > 0
+    md = (out / "learners.md").read_text()
+    assert "## ssl re-fit, warm start vs from scratch" in md and "| warm start |" in md
+
+
 def test_full_fit_estimate_counts_default_fit() -> None:
     est = perf_learners.full_fit_estimate("smallcnn", train_rate=1000.0, inference_rate=500.0)
     # 2 folds of 2,500; each trains 24 epochs on the other fold, 2,500 // 64 = 39 batches of 64.

@@ -315,7 +315,9 @@ def test_a_refit_trains_only_the_head_and_follows_the_new_labels(
 
     counted = dataclasses.replace(task, load_images=load)
     calls = count_pretraining(monkeypatch)
-    learner = SelfSupervised(**FAST)
+    # the re-fit fine-tunes the fit's head; 96 samples make 2 steps an epoch, so as many epochs
+    # as the fit's (the default 10 are sized for thousands of samples)
+    learner = SelfSupervised(**FAST, refit_epochs=FAST["head_epochs"])
     before = learner.refit(counted, task.noisy_labels, seed=0)
     # the flipped samples get their true labels back, and a dozen others a wrong one
     moved = np.arange(10, 22)

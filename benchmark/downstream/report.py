@@ -7,13 +7,16 @@ Written under ``OUT/downstream/``: the long tables ``training.csv``, ``selection
 budget spent, a band over seeds per strategy, the noisy-label and true-label models as
 reference lines) and ``plots/selection_<dataset>.png`` (Kendall's tau of the candidates'
 ranking under each strategy's labels against the budget spent), drawn by
-:mod:`benchmark.downstream.figures`.
+:mod:`benchmark.downstream.figures`. Given the report's manifest, :func:`render` draws a figure
+again only when the summary rows it draws or the code that draws it changed, and writes
+``downstream.md`` only when its bytes change.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +29,10 @@ from benchmark.downstream.fits import DOWNSTREAM
 from benchmark.downstream.selection import NOISY, TRUE, VALIDATION_SHARE
 from benchmark.downstream.training import DownstreamResult
 from benchmark.params import spec_sort_key
+from benchmark.results import incremental
+from benchmark.results.incremental import Manifest, write_if_changed
 from benchmark.results.leaderboard import mean_ci95
-from benchmark.results.plots import format_pm, markdown_table, safe_name, vector_paths
+from benchmark.results.plots import format_pm, markdown_table, safe_name
 
 #: Tables of this stage, relative to a results folder.
 TRAINING_CSV = f"{DOWNSTREAM}/training.csv"
@@ -267,9 +272,59 @@ def _selection_table(s: pd.DataFrame) -> tuple[str, pd.DataFrame]:
     return intro, pd.DataFrame(rows)
 
 
+#: The columns that name a row of each table, in the order the tables are sorted by.
+TABLE_KEYS = {
+    TRAINING_CSV: ["dataset", "learner", "seed", "strategy", "fraction"],
+    SELECTION_CSV: ["dataset", "learner", "seed", "strategy", "fraction"],
+    CANDIDATES_CSV: ["dataset", "seed", "candidate"],
+}
+
+
+def merge_downstream(
+    out_dir: Path, result: DownstreamResult, keep: set[tuple[str, str, str, int]]
+) -> DownstreamResult:
+    """``result`` (the stage run on some runs only) with the rows of ``out_dir``'s tables that
+    belong to the runs in ``keep``, (dataset, learner, strategy, seed) of runs it did not
+    redo; the reference rows (noisy and true labels) and the candidates' rows of a dataset and
+    seed with kept runs stay too where ``result`` has none. Rows of other runs leave."""
+    out_dir = Path(out_dir)
+    if not all((out_dir / rel).is_file() for rel in TABLE_KEYS):
+        return result
+    seeds = {(d, int(s)) for d, _, _, s in keep}
+    merged = []
+    for rel, new in ((TRAINING_CSV, result.training), (SELECTION_CSV, result.selection)):
+        old = _read_csv(out_dir / rel)
+        if not len(old):
+            merged.append(new)
+            continue
+        redone = set(zip(new["dataset"], new["seed"].astype(int), strict=True)) if len(new) else set()
+        ds = list(zip(old["dataset"], old["seed"].astype(int), strict=True))
+        run_key = zip(old["dataset"], old["learner"], old["strategy"], old["seed"].astype(int), strict=True)
+        stays = [
+            key in keep or (strategy in (NOISY, TRUE) and pair in seeds and pair not in redone)
+            for key, strategy, pair in zip(run_key, old["strategy"], ds, strict=True)
+        ]
+        merged.append(pd.concat([old[stays], new], ignore_index=True) if len(new) else old[stays])
+    old = _read_csv(out_dir / CANDIDATES_CSV)
+    candidates = result.candidates
+    if len(old):
+        redone = (
+            set(zip(candidates["dataset"], candidates["seed"].astype(int), strict=True))
+            if len(candidates)
+            else set()
+        )
+        stays = [
+            pair in seeds and pair not in redone
+            for pair in zip(old["dataset"], old["seed"].astype(int), strict=True)
+        ]
+        candidates = pd.concat([old[stays], candidates], ignore_index=True) if len(candidates) else old[stays]
+    return DownstreamResult(merged[0], merged[1], candidates, result.notes)
+
+
 def write_downstream(out_dir: Path, result: DownstreamResult) -> list[Path]:
-    """Writes the stage's long tables under ``out_dir/downstream/`` (the report draws the
-    summary and figures from them, see :func:`render`); returns the paths."""
+    """Writes the stage's long tables under ``out_dir/downstream/``, each sorted by
+    :data:`TABLE_KEYS` (so a table merged from an earlier one equals one made at once; the
+    report draws the summary and figures from them, see :func:`render`); returns the paths."""
     out_dir = Path(out_dir)
     written: list[Path] = []
     for rel, df in (
@@ -277,6 +332,8 @@ def write_downstream(out_dir: Path, result: DownstreamResult) -> list[Path]:
         (SELECTION_CSV, result.selection),
         (CANDIDATES_CSV, result.candidates),
     ):
+        if len(df):
+            df = df.sort_values(TABLE_KEYS[rel], kind="stable", na_position="first").reset_index(drop=True)
         path = out_dir / rel
         write_bytes(path, df.to_csv(index=False, float_format="%.6g", lineterminator="\n").encode())
         written.append(path)
@@ -286,9 +343,18 @@ def write_downstream(out_dir: Path, result: DownstreamResult) -> list[Path]:
     return written
 
 
-def render(out_dir: Path) -> tuple[list[Section], list[str], list[Path]]:
+#: The modules whose source is in the key of each downstream figure: what draws it.
+FIGURE_CODE = ("benchmark.downstream.figures", "benchmark.results.plots")
+
+
+def render(
+    out_dir: Path, *, manifest: Manifest | None = None, draw: bool = True
+) -> tuple[list[Section], list[str], list[Path]]:
     """The downstream sections and notes of ``out_dir``'s tables (none when the stage has not
-    run), after writing ``downstream/downstream.md`` and the figures; and the paths written."""
+    run), after writing ``downstream/downstream.md`` (when its bytes change) and the figures;
+    and the paths written. With a ``manifest`` (:class:`benchmark.results.incremental.Manifest`)
+    a figure is drawn only when its key (the summary rows it draws, :data:`FIGURE_CODE`)
+    changed or one of its files is missing; ``draw=False`` writes nothing."""
     out_dir = Path(out_dir)
     paths = [out_dir / TRAINING_CSV, out_dir / SELECTION_CSV]
     if not all(p.is_file() for p in paths):
@@ -299,25 +365,30 @@ def render(out_dir: Path) -> tuple[list[Section], list[str], list[Path]]:
     train_sum = training_summary(training) if len(training) else pd.DataFrame()
     sel_sum = selection_summary(selection) if len(selection) else pd.DataFrame()
     secs = sections(train_sum, sel_sum)
-    written = []
+    if not draw:
+        return secs, notes, []
+    code = incremental.code_fingerprint(*FIGURE_CODE)
+    drawn: list[Path] = []
     for sec in secs:
+        todo: list[tuple[str, str, pd.DataFrame, Callable[[Path, str, pd.DataFrame], Path]]] = []
         if len(sec.training):
-            written.append(
-                plot_training(
-                    out_dir / sec.plots[0][0], sec.dataset, train_sum[train_sum["dataset"] == sec.dataset]
-                )
+            todo.append(
+                ("training", sec.plots[0][0], train_sum[train_sum["dataset"] == sec.dataset], plot_training)
             )
         if len(sec.selection):
-            written.append(
-                plot_selection(
-                    out_dir / sec.plots[-1][0], sec.dataset, sel_sum[sel_sum["dataset"] == sec.dataset]
-                )
+            todo.append(
+                ("selection", sec.plots[-1][0], sel_sum[sel_sum["dataset"] == sec.dataset], plot_selection)
             )
+        for kind, rel, rows, plot in todo:
+            png = out_dir / rel
+            key = incremental.digest(kind, code, sec.dataset, rows)
+            drawn += incremental.draw_if_stale(manifest, png, key, partial(plot, png, sec.dataset, rows))
     path = out_dir / SUMMARY_MD
-    write_bytes(
-        path, ("# What cleaning buys downstream\n\n" + markdown(secs, notes, level=2, prefix="../")).encode()
-    )
-    return secs, notes, [path, *(f for png in written for f in (png, *vector_paths(png)))]
+    data = ("# What cleaning buys downstream\n\n" + markdown(secs, notes, level=2, prefix="../")).encode()
+    written = [path] if write_if_changed(path, data) else []
+    if manifest is not None:
+        manifest.record_page(path, data)
+    return secs, notes, [*written, *drawn]
 
 
 def _read_csv(path: Path) -> pd.DataFrame:

@@ -24,6 +24,16 @@ checkpointed so that an interrupted run resumes (see :mod:`benchmark.learners._s
 ``posteriors=insample`` (default, as the reference) trains one head on every sample;
 ``posteriors=oof`` cross-fits ``folds`` heads. ``pretrain_epochs``, ``pretrain_batch`` and
 ``pretrain_lr`` set to 0 take the scale's values (:data:`SCALES`).
+
+An active run's re-fit (:meth:`~SelfSupervised.refit`) fine-tunes rather than retrains, as the
+paper's active loop does: each head starts from the *base head* that the fit trains on the
+task's initial labels (same seed and splits) and takes ``refit_epochs`` epochs (default 10) on
+the current labels, a ninth of the time (0.08 s rather than 0.73 s at N=5,000 on a 2-core
+CPU). The base heads are stored beside the encoder (``<artifact dir>/ssl/heads/<key>.npz``,
+:mod:`benchmark.learners._ssl_heads`), so each is trained once for all cells and re-fits.
+``refit_epochs`` at its default stays out of the cache key and the spec (``key_neutral``). The
+head runs BLAS on one thread, so its results are the same bytes whatever the thread settings,
+``--jobs`` or the load (:mod:`benchmark.learners._linear_head`).
 """
 
 from __future__ import annotations
@@ -57,6 +67,8 @@ from benchmark.learners._ssl_encoder import (
     write_encoder,
     write_index,
 )
+from benchmark.learners._ssl_heads import heads_key, load_or_train
+from benchmark.learners._ssl_heads import store as store_heads
 from benchmark.learners._torch import TorchLearner, require_torch
 from benchmark.plugins import Posteriors
 from benchmark.posteriors.cache_entry import canonical_json
@@ -68,6 +80,8 @@ class SelfSupervised(TorchLearner):
     name = "ssl"
     description = "BYOL encoder pretrained on the task's images (once), linear head with MC dropout."
     version = "1"
+    #: ``refit_epochs`` came after the shipped entries and changes no fit: out of their keys.
+    key_neutral = {"refit_epochs": 10}
 
     @dataclass(frozen=True)
     class Config:
@@ -85,12 +99,20 @@ class SelfSupervised(TorchLearner):
         dropout: float = 0.2
         mc_samples: int = 10
         bf16: bool = True
+        refit_epochs: int = 10
 
         def __post_init__(self) -> None:
             problems = []
             if self.scale not in SCALES:
                 problems.append(f"scale={self.scale!r} must be one of {', '.join(SCALES)}")
-            for name in ("pretrain_epochs", "pretrain_batch", "pretrain_lr", "head_epochs", "mc_samples"):
+            for name in (
+                "pretrain_epochs",
+                "pretrain_batch",
+                "pretrain_lr",
+                "head_epochs",
+                "mc_samples",
+                "refit_epochs",
+            ):
                 if getattr(self, name) < 0:
                     problems.append(f"{name}={getattr(self, name)} must be >= 0")
             if self.pretrain_batch == 1 or self.width < 1:
@@ -102,8 +124,13 @@ class SelfSupervised(TorchLearner):
 
     #: Whether :meth:`fit_predict` shows progress bars (pretraining has its own).
     _progress: bool = True
-    #: The features of the last task seen: (its ``load_images``, the settings, (N, D) features).
-    _memo: tuple[Callable[[], Any], PretrainSettings, np.ndarray] | None = None
+    #: The features of the last task seen: (its ``load_images``, the settings, (N, D) features,
+    #: the encoder's key).
+    _memo: tuple[Callable[[], Any], PretrainSettings, np.ndarray, str] | None = None
+    #: The base heads last read or trained: (their key, the heads).
+    _base: tuple[str, list[LinearHead]] | None = None
+    #: The heads trained by the fit under way (:meth:`train` adds each).
+    _trained: list[LinearHead] | None = None
     #: What the last :meth:`features` call found or made (reported in ``Posteriors.info``).
     _encoder_info: dict[str, Any] | None = None
 
@@ -142,30 +169,53 @@ class SelfSupervised(TorchLearner):
     # ----------------------------------------------------------------------- the fit
 
     def fit_predict(self, task: CleaningTask, *, seed: int, progress: bool = True) -> Posteriors:
+        """As the base's; the heads it trains are also stored as the task's base heads (see
+        :meth:`refit`), unless they already are."""
         self._progress = progress
-        return super().fit_predict(task, seed=seed, progress=progress)
+        self._trained = []
+        try:
+            posteriors = super().fit_predict(task, seed=seed, progress=progress)
+            assert self._memo is not None  # set by prepare()
+            labels = np.asarray(task.noisy_labels, dtype=np.int64)
+            if len(self._trained) == len(self.splits(labels, seed)):
+                key, inputs = heads_key(self.config, self.insample, self._memo[3], seed, task)
+                store_heads(key, inputs, self._trained)
+                self._base = (key, self._trained)
+        finally:
+            self._trained = None
+        return posteriors
 
     def prepare(self, images: np.ndarray, task: CleaningTask) -> np.ndarray:
         """(N, D) float32 features of every image, from the stored encoder (pretrained if absent)."""
         images = super().prepare(images, task)
         features = self.features(images)
-        self._memo = (task.load_images, self.pretrain_settings(), features)  # type: ignore[assignment]
+        assert self._encoder_info is not None  # set by features()
+        key = self._encoder_info["encoder_key"]
+        self._memo = (task.load_images, self.pretrain_settings(), features, key)  # type: ignore[assignment]
         return features
 
-    def train(self, images: np.ndarray, labels: np.ndarray, seed: int) -> LinearHead:
-        """A linear head on ``images`` (n, D) features; reports each epoch's loss and accuracy."""
+    def train(
+        self, images: np.ndarray, labels: np.ndarray, seed: int, init: LinearHead | None = None
+    ) -> LinearHead:
+        """A linear head on ``images`` (n, D) features, trained for ``head_epochs``, or with
+        ``init`` fine-tuned from it for ``refit_epochs`` (its weights and standardiser as the
+        start, see :func:`train_head`); reports each epoch's loss and accuracy."""
         c = self.config
-        return train_head(
+        head = train_head(
             images,
             labels,
             self.n_classes,
-            epochs=c.head_epochs,
+            epochs=c.head_epochs if init is None else c.refit_epochs,
             lr=c.head_lr,
             weight_decay=c.head_weight_decay,
             dropout=c.dropout,
             seed=seed,
             on_epoch=lambda loss, accuracy: self.epoch_done(loss=loss, accuracy=accuracy),
+            init=init,
         )
+        if self._trained is not None and init is None:
+            self._trained.append(head)
+        return head
 
     def predict(self, model: LinearHead, images: np.ndarray, seed: int) -> Prediction:
         """probs (n, C), the mean of ``mc_samples`` dropout passes, and those passes (T, n, C)."""
@@ -185,38 +235,91 @@ class SelfSupervised(TorchLearner):
         }
 
     def refit(
-        self, task: CleaningTask, labels: np.ndarray, *, seed: int, progress: bool = False
+        self,
+        task: CleaningTask,
+        labels: np.ndarray,
+        *,
+        seed: int,
+        progress: bool = False,
+        from_scratch: bool = False,
     ) -> Posteriors:
-        """Posteriors of heads trained afresh on ``labels`` (N,) over the stored features, as
-        :meth:`fit_predict` trains them (same splits and seeds): the encoder is neither
-        pretrained again nor run, and the features are kept on the instance between calls."""
+        """Posteriors after fine-tuning the base heads on ``labels`` (N,), the current labels of
+        an active run, over the stored features (kept on the instance between calls).
+
+        Each head starts from the base head of its split (:meth:`base_heads`: the one
+        :meth:`fit_predict` trains on ``task.noisy_labels`` with this seed and their splits)
+        and takes ``refit_epochs`` epochs on the new labels of its training samples (momentum
+        from zero, shuffles and masks from a seed of the fold's own), then predicts with the
+        fit's seed. The paper's active loop fine-tunes its model so; from the base head a
+        twelfth of a full training follows the new labels (the head's loss is convex and few
+        labels change), and a re-fit depends on the labels only, not on the re-fits before it.
+        On the initial labels it returns the fit's posteriors. ``from_scratch``: new heads
+        trained for ``head_epochs`` on ``labels`` and their splits, as re-fits were before."""
         start = time.perf_counter()
         self._progress = progress
         labels = np.asarray(labels, dtype=np.int64)
-        features = self._task_features(task)
+        features, _ = self._task_features(task)
         self.n_classes = task.n_classes
-        probs, stochastic, train_accuracy = self._run(
-            task.n_samples,
-            self.splits(labels, seed),
-            progress,
-            f"{self.name} {task.name} (re-fit)",
-            lambda k, train, test: self._fit_one(features, labels, train, test, derived_seed(seed, k), None),
-        )
+        c = self.config
+        heads: list[LinearHead] = []
+        if from_scratch:
+            splits, steps, how = self.splits(labels, seed), c.head_epochs, "scratch"
+        else:
+            splits = self.splits(np.asarray(task.noisy_labels, dtype=np.int64), seed)
+            heads = self.base_heads(task, seed)
+            unchanged = np.array_equal(labels, task.noisy_labels) or c.refit_epochs == 0
+            steps, how = (0, "base") if unchanged else (c.refit_epochs, "warm")
+
+        def one(k: int, train: np.ndarray, test: np.ndarray) -> Prediction:
+            fold_seed = derived_seed(seed, k)
+            if how == "scratch":
+                head = self.train(features[train], labels[train], fold_seed)
+            elif how == "warm":
+                head = self.train(features[train], labels[train], derived_seed(fold_seed, 1), heads[k])
+            else:
+                head = heads[k]
+            return self._predict_split(head, features[test], fold_seed)
+
+        desc = f"{self.name} {task.name} (re-fit)"
+        probs, stochastic, train_accuracy = self._run(task.n_samples, splits, progress, desc, one, steps)
         relabelled = dataclasses.replace(task, noisy_labels=labels)
-        return self._posteriors(relabelled, probs, stochastic, train_accuracy, start, self.fit_info())
+        info = {**self.fit_info(), "refit": how, "refit_epochs": steps}
+        return self._posteriors(relabelled, probs, stochastic, train_accuracy, start, info)
+
+    def base_heads(self, task: CleaningTask, seed: int) -> list[LinearHead]:
+        """The heads :meth:`fit_predict` trains on ``task.noisy_labels`` with ``seed``, one per
+        split of :meth:`splits`: kept from the last call, else read from the store (``<key>.npz``
+        in the write folder, then in each read folder; a bad file is warned about and passed
+        over), else trained and stored (:func:`benchmark.learners._ssl_heads.load_or_train`)."""
+        features, encoder_key = self._task_features(task)
+        labels = np.asarray(task.noisy_labels, dtype=np.int64)
+        key, inputs = heads_key(self.config, self.insample, encoder_key, seed, task)
+        if self._base is None or self._base[0] != key:
+            splits = self.splits(labels, seed)
+            shape = (len(splits), features.shape[1], task.n_classes)
+
+            def train() -> list[LinearHead]:
+                self.n_classes = task.n_classes
+                return [
+                    self.train(features[t], labels[t], derived_seed(seed, k))
+                    for k, (t, _) in enumerate(splits)
+                ]
+
+            self._base = (key, load_or_train(key, inputs, shape, train))
+        return self._base[1]
 
     # ----------------------------------------------------------------------- the encoder
 
     def pretrain_epoch_done(self, epoch: int, loss: float) -> None:
         """A hook called after each pretraining epoch (0-based), once its checkpoint is written."""
 
-    def _task_features(self, task: CleaningTask) -> np.ndarray:
-        """The features of ``task``'s images: kept from the last call on the same images, else
-        :meth:`features` (which loads them, then reads or pretrains the encoder)."""
+    def _task_features(self, task: CleaningTask) -> tuple[np.ndarray, str]:
+        """(features, encoder key) of ``task``'s images: kept from the last call on the same
+        images, else :meth:`features` (which loads them, then reads or pretrains the encoder)."""
         settings = self.pretrain_settings()
         memo = self._memo
         if memo is not None and memo[0] is task.load_images and memo[1] == settings:
-            return memo[2]
+            return memo[2], memo[3]
         if task.load_images is None:
             raise ValueError(f"{task.name}: the {self.name} learner needs images; the task has none")
         try:
@@ -224,18 +327,20 @@ class SelfSupervised(TorchLearner):
         except DataNotFoundError:
             # Without the images, the encoder stored for these samples (recorded in the index
             # when it was read or pretrained with them) still gives their features.
-            features = self._indexed_features(task, settings)
-            if features is None:
+            found = self._indexed_features(task, settings)
+            if found is None:
                 raise
+            features, key = found
         else:
             images = check_images(images, task)
             features = self.features(images)
             assert self._encoder_info is not None  # set by features()
-            write_index(task, settings, self._encoder_info["encoder_key"])
-        self._memo = (task.load_images, settings, features)
-        return features
+            key = self._encoder_info["encoder_key"]
+            write_index(task, settings, key)
+        self._memo = (task.load_images, settings, features, key)
+        return features, key
 
-    def _indexed_features(self, task: CleaningTask, settings: Any) -> np.ndarray | None:
+    def _indexed_features(self, task: CleaningTask, settings: Any) -> tuple[np.ndarray, str] | None:
         write_dir, read_dirs = encoder_dirs()
         for folder in [write_dir, *read_dirs]:
             index = folder / INDEX
@@ -247,7 +352,7 @@ class SelfSupervised(TorchLearner):
             with np.load(folder / f"{key}.npz") as stored:
                 features = np.asarray(stored["features"], dtype=np.float32)
             if features.shape[0] == task.n_samples and np.isfinite(features).all():
-                return features
+                return features, str(key)
         return None
 
     def features(self, images: np.ndarray) -> np.ndarray:

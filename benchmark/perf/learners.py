@@ -28,8 +28,11 @@ Usage::
 
 Writes ``learners.csv`` (one row per learner x phase) and ``learners.md`` (the machine, the
 table, and an estimate of what a full default fit costs at the measured rates) and prints the
-markdown. Rates depend on the machine, its load and the batch sizes; the estimate is the
-measured rate extrapolated, not a measured fit.
+markdown. It also times the ``ssl`` learner's active re-fit, warm start vs from scratch
+(:mod:`benchmark.perf.ssl_refit`: ``ssl_refit.csv`` and a section of ``learners.md``; on
+CIFAR-10H's shipped encoder features when the data is found, ``--ssl-refit synthetic`` for a
+stand-in of the same shape, ``off`` to skip). Rates depend on the machine, its load and the
+batch sizes; the estimate is the measured rate extrapolated, not a measured fit.
 """
 
 from __future__ import annotations
@@ -60,6 +63,8 @@ from benchmark.perf.learner_timing import (
     planned_batches,
 )
 from benchmark.perf.machine import machine_info, write_csv
+from benchmark.perf.ssl_refit import CSV_COLUMNS as SSL_REFIT_COLUMNS
+from benchmark.perf.ssl_refit import RefitTiming, bench_ssl_refit, render_section
 from benchmark.threads import available_cores
 
 # --------------------------------------------------------------------------------------------
@@ -138,7 +143,12 @@ def hardware_info() -> dict[str, str]:
 
 
 def render_markdown(
-    measurements: Sequence[Measurement], info: dict[str, str], *, command: str, quick: bool
+    measurements: Sequence[Measurement],
+    info: dict[str, str],
+    *,
+    command: str,
+    quick: bool,
+    ssl_refit: Sequence[RefitTiming] = (),
 ) -> str:
     lines = [
         "# Learner throughput benchmark",
@@ -209,6 +219,8 @@ def render_markdown(
         " normalisation, and assumes the rate of a few batches holds for the whole fit. It is"
         " an estimate from the measured rate, not a measured fit.",
     ]
+    if ssl_refit:
+        lines += ["", *render_section(list(ssl_refit))]
     return "\n".join(lines) + "\n"
 
 
@@ -231,6 +243,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--inference-batches", type=int, default=None, help="timed inference batches (default: by device)"
     )
     parser.add_argument("--seed", type=int, default=SEED)
+    parser.add_argument(
+        "--ssl-refit",
+        choices=("real", "synthetic", "off"),
+        default="real",
+        help="time the ssl re-fit on CIFAR-10H's shipped features (synthetic ones if its data is"
+        " not found), on synthetic ones, or not at all (default: real)",
+    )
     return parser.parse_args(argv)
 
 
@@ -268,8 +287,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         measurements += results
 
+    ssl_refit: list[RefitTiming] = []
+    if args.ssl_refit != "off":
+        ssl_refit = bench_ssl_refit(use_real=args.ssl_refit == "real", quick=args.quick)
+        for t in ssl_refit:
+            print(
+                f"[perf_learners] ssl re-fit {t.mode:12s} {t.task} ({t.epochs} epochs)"
+                f"  median {t.median_seconds:.3f} s  {t.ratio:.1f}x",
+                file=sys.stderr,
+                flush=True,
+            )
+        write_csv(args.out / "ssl_refit.csv", SSL_REFIT_COLUMNS, (t.row() for t in ssl_refit))
+
     command = "python -m benchmark.perf.learners " + " ".join(sys.argv[1:] if argv is None else list(argv))
-    markdown = render_markdown(measurements, info, command=command.strip(), quick=args.quick)
+    markdown = render_markdown(
+        measurements, info, command=command.strip(), quick=args.quick, ssl_refit=ssl_refit
+    )
     write_csv(args.out / "learners.csv", CSV_COLUMNS, (m.row() for m in measurements))
     (args.out / "learners.md").write_text(markdown)
     print(markdown)

@@ -2,8 +2,16 @@
 with the figures of :mod:`benchmark.results.plots`, built from the result tables alone.
 
 The flow is one way: the tables (:mod:`benchmark.results.tables`) are aggregated
-(:mod:`benchmark.results.leaderboard`), drawn (:mod:`benchmark.results.plots`) and written out here. The same
+(:mod:`benchmark.results.leaderboard`), drawn (:mod:`benchmark.report.figures`) and written out here. The same
 tables give the same bytes.
+
+A report is incremental: ``plots/manifest.json`` (:class:`benchmark.results.incremental.Manifest`)
+keeps the key of everything the report read (:func:`report_inputs`: the tables, the downstream
+tables, the code), the key of each figure and the sha256 of each page. When the inputs key
+matches and every output is in place, nothing is computed or written; otherwise only the
+figures whose key changed (or whose files are missing) are drawn, and a page is written only
+when its bytes differ from the file's. :func:`write_report` returns the files it wrote;
+``.summary()`` of what it returns counts those redrawn and those up to date.
 """
 
 from __future__ import annotations
@@ -18,17 +26,16 @@ from typing import Any
 
 import matplotlib.style
 import pandas as pd
-from joblib import Parallel, delayed
 
-from benchmark.atomic import write_bytes
 from benchmark.downstream import report as downstream_report
-from benchmark.results import plots
+from benchmark.report.figures import Figure, draw_stale, group_figures, overview_figure
+from benchmark.results import incremental, plots
+from benchmark.results.incremental import MANIFEST, Manifest, Written, figure_files, write_if_changed
 from benchmark.results.leaderboard import curve_bands, group_info, group_key, is_finite, leaderboard
 from benchmark.results.learner_summary import learner_summary, summary_markdown
 from benchmark.results.plots import format_pm, markdown_table, safe_name
 from benchmark.results.tables import CELL, GROUP
 from benchmark.simulation.diagnostics import PICK_COLUMNS
-from benchmark.threads import available_cores
 
 
 def _group_file_names(groups: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
@@ -308,19 +315,36 @@ def prune_stale(folder: Path, patterns: Sequence[str], written: Sequence[Path]) 
     return stale
 
 
-def _group_figures(
-    folder: Path, s: Section, gc: plots.GroupCurves, rows: pd.DataFrame, styles: dict[str, plots.Style]
-) -> list[Path]:
-    """A group's accuracy and mislabelled-left figures (PNG paths; SVG and PDF beside them)."""
-    # The default style, not the user's matplotlibrc: same input, same files.
-    with matplotlib.style.context("default"):
-        return [
-            plots.plot_accuracy(folder / f"{s.file_name}.png", s.title, gc, rows, styles),
-            plots.plot_mislabelled(folder / f"{s.file_name}_mislabelled.png", s.title, gc, rows, styles),
-        ]
+#: The downstream stage's files a report reads (:func:`benchmark.downstream.report.render`).
+DOWNSTREAM_INPUTS = (
+    downstream_report.TRAINING_CSV,
+    downstream_report.SELECTION_CSV,
+    downstream_report.NOTES_TXT,
+)
 
 
-def write_report(out_dir: Path, runs: pd.DataFrame, curves: pd.DataFrame) -> list[Path]:
+def report_inputs(out_dir: Path, runs: pd.DataFrame, curves: pd.DataFrame) -> str:
+    """The key of everything a report of ``out_dir`` reads: the two tables (columns in name
+    order; the curves' selected samples left out), the downstream tables, the source of the
+    whole package and the library versions. Equal keys give equal reports."""
+    out_dir = Path(out_dir)
+    extra = [
+        (rel, (out_dir / rel).read_bytes() if (out_dir / rel).is_file() else None)
+        for rel in DOWNSTREAM_INPUTS
+    ]
+    points = curves.drop(columns=["sample"], errors="ignore")
+    return incremental.digest(
+        incremental.code_fingerprint("benchmark"),
+        incremental.environment_versions(),
+        runs[sorted(runs.columns)],
+        points[sorted(points.columns)],
+        extra,
+    )
+
+
+def write_report(
+    out_dir: Path, runs: pd.DataFrame, curves: pd.DataFrame, *, inputs: str | None = None
+) -> Written:
     """Writes the leaderboard (csv, md, html) and the plots into ``out_dir``.
 
     Files: ``leaderboard.csv`` (every column of :func:`leaderboard`), ``leaderboard.md`` and
@@ -331,24 +355,28 @@ def write_report(out_dir: Path, runs: pd.DataFrame, curves: pd.DataFrame) -> lis
     ``<group>_mislabelled.png`` (mislabelled samples left, clear and ambiguous) for each group
     with successful runs, and ``auc_overview.png``; the figures of groups an earlier report
     drew and this one has not are removed. ``<group>`` is ``<dataset>__<learner>``
-    with characters other than letters, digits and ``. _ -`` replaced.
-    The same tables give byte-identical outputs. Returns the paths written, in that order.
+    with characters other than letters, digits and ``. _ -`` replaced. ``plots/manifest.json``
+    holds the keys that let the next report skip what has not changed (see the module's
+    docstring); ``inputs`` is :func:`report_inputs` of these tables when the caller has it.
+    The same tables give byte-identical outputs. Returns the paths written, in that order,
+    as a :class:`benchmark.results.incremental.Written` whose ``kept`` lists the outputs left
+    as they were.
     """
     out_dir = Path(out_dir)
     folder = out_dir / "plots"
     folder.mkdir(parents=True, exist_ok=True)
+    manifest = Manifest(folder / MANIFEST, out_dir)
+    inputs = inputs or report_inputs(out_dir, runs, curves)
+    if manifest.up_to_date(inputs):
+        kept = manifest.keep_all(inputs)
+        prune_stale(folder, GROUP_FIGURES, kept)
+        return Written([], kept)
     board = leaderboard(runs, curves)
     groups = sections(runs, board)
     bands = curve_bands(runs, curves, board)
     styles = plots.styles(board["strategy"].astype(str))
 
-    written: list[Path] = []
-    csv_path = out_dir / "leaderboard.csv"
-    write_bytes(csv_path, board.to_csv(index=False, lineterminator="\n").encode())
-    written.append(csv_path)
-
-    # Each group's figures are independent: drawn in worker processes when there are cores.
-    work = []
+    figures: list[Figure] = []
     for s in groups:
         rows = group_rows(board, s)
         if not len(rows):
@@ -358,29 +386,16 @@ def write_report(out_dir: Path, runs: pd.DataFrame, curves: pd.DataFrame) -> lis
             bands[(bands["dataset"] == s.dataset) & (bands["learner"] == s.learner)],
             float(budget) if pd.notna(budget) else math.nan,
         )
-        work.append((folder, s, gc, rows, styles))
-    jobs = min(len(work), available_cores(), 4) or 1
-    drawn = (
-        Parallel(n_jobs=jobs)(delayed(_group_figures)(*args) for args in work)
-        if jobs > 1
-        else [_group_figures(*args) for args in work]
-    )
-    figures: list[Path] = [path for pair in drawn for path in pair]
-    with_plots = {args[1].file_name for args in work}
+        figures += group_figures(folder, s.file_name, s.title, gc, rows, styles)
+    with_plots = {s.file_name for s in groups if len(group_rows(board, s))}
     if len(board):
         panels = [(s.title, group_rows(board, s)) for s in groups]
-        with matplotlib.style.context("default"):
-            figures.append(
-                plots.plot_overview(
-                    folder / "auc_overview.png", [(t, r) for t, r in panels if len(r)], styles
-                )
-            )
+        figures.append(overview_figure(folder, [(t, r) for t, r in panels if len(r)], styles))
+    drawn = draw_stale(figures, manifest)
 
-    figures = [f for png in figures for f in (png, *plots.vector_paths(png))]
     summary = learner_summary(runs, board)
     with matplotlib.style.context("default"):
-        down_sections, down_notes, down_files = downstream_report.render(out_dir)
-    figures += down_files
+        down_sections, down_notes, down_files = downstream_report.render(out_dir, manifest=manifest)
     md = _markdown(groups, with_plots)
     page = _html(groups, with_plots)
     if down_sections or down_notes:
@@ -389,15 +404,22 @@ def write_report(out_dir: Path, runs: pd.DataFrame, curves: pd.DataFrame) -> lis
             down_sections, down_notes
         )
         page = page.replace("</body>", fragment + "\n</body>")
-    pages = [("leaderboard.md", md), ("leaderboard.html", page)]
+    pages = [("leaderboard.csv", board.to_csv(index=False, lineterminator="\n"))]
+    pages += [("leaderboard.md", md), ("leaderboard.html", page)]
     if len(summary):
         pages += [
             ("learners.csv", summary.to_csv(index=False, lineterminator="\n")),
             ("learners.md", "# Learners\n\n" + LEARNERS_PREAMBLE + "\n\n" + summary_markdown(summary)),
         ]
+    written: list[Path] = []
     for name, text in pages:
-        path = out_dir / name
-        write_bytes(path, text.encode("utf-8"))
-        written.append(path)
-    prune_stale(folder, GROUP_FIGURES, figures)
-    return written + figures
+        path, data = out_dir / name, text.encode("utf-8")
+        if write_if_changed(path, data):
+            written.append(path)
+        manifest.record_page(path, data)
+    prune_stale(folder, GROUP_FIGURES, [p for f in figures for p in figure_files(f.png)])
+    manifest.inputs = inputs
+    written += drawn + down_files
+    if manifest.save():
+        written.append(manifest.path)
+    return Written(written, manifest.outputs())

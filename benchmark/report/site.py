@@ -20,14 +20,19 @@ strategy, AUC and efficiency columns. The figures are copied from the results fo
 by :func:`benchmark.report.pages.write_report`, which this calls first). This module decides
 which pages and files are written; the HTML of each page is built in
 :mod:`benchmark.report.site_pages`, the stylesheet and script are :mod:`benchmark.report.site_style`.
+
+Publishing is incremental: ``OUT/manifest.json`` keeps the key of what the site was built from
+(the report's inputs key, the report's manifest, the footer) and the sha256 of every file it
+wrote. When the key matches and every file still has those bytes, nothing is done; otherwise
+each page is rendered and written only when its bytes differ from the file's, and each figure
+is copied only when its content differs from the copy's, so unchanged files keep their mtimes.
+An up-to-date report (see :mod:`benchmark.report.pages`) costs about nothing to refresh.
 """
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
-from benchmark.atomic import write_bytes
 from benchmark.downstream import report as downstream_report
 from benchmark.report import pages as report
 from benchmark.report.site_pages import (
@@ -41,24 +46,38 @@ from benchmark.report.site_pages import (
     skipped_body,
 )
 from benchmark.report.site_style import CSS, JS
-from benchmark.results import plots
+from benchmark.results import incremental, plots
+from benchmark.results.incremental import MANIFEST, Manifest, Written, write_if_changed
 from benchmark.results.leaderboard import leaderboard
 from benchmark.results.tables import load_tables
 
 
-def publish(results_dir: Path, site_dir: Path, *, refresh_report: bool = True) -> list[Path]:
-    """Writes the site of ``results_dir`` into ``site_dir``; returns the files written. The
-    report (whose figures the pages show) is written first, unless ``refresh_report`` is False
-    because the caller just wrote it."""
+def publish(results_dir: Path, site_dir: Path, *, refresh_report: bool = True) -> Written:
+    """Writes the site of ``results_dir`` into ``site_dir``; returns the files written (a
+    :class:`benchmark.results.incremental.Written`: ``kept`` lists the site's files left as
+    they were). The report (whose figures the pages show) is written first, unless
+    ``refresh_report`` is False because the caller just wrote it."""
     results_dir, site_dir = Path(results_dir), Path(site_dir)
     runs, curves = load_tables(results_dir)
+    inputs = report.report_inputs(results_dir, runs, curves)
     if refresh_report:
-        report.write_report(results_dir, runs, curves)
+        report.write_report(results_dir, runs, curves, inputs=inputs)
+    footer = page_footer(runs)
+    report_manifest = results_dir / "plots" / MANIFEST
+    key = incremental.digest(
+        inputs, report_manifest.read_bytes() if report_manifest.is_file() else None, footer
+    )
+    manifest = Manifest(site_dir / MANIFEST, site_dir)
+    if manifest.up_to_date(key):
+        kept = manifest.keep_all(key)
+        _prune(site_dir, kept)
+        return Written([], kept, what="site")
+
     board = leaderboard(runs, curves)
     sections = report.sections(runs, board)
     shown = [s for s in sections if len(s.table)]
     empty = [s for s in sections if not len(s.table)]
-    down_sections, down_notes, _ = downstream_report.render(results_dir)
+    down_sections, down_notes, _ = downstream_report.render(results_dir, draw=False)
 
     pages = [index_page(shown, empty, board, runs, bool(down_sections))]
     pages += [group_page(s, report.group_rows(board, s), down_sections) for s in shown]
@@ -72,34 +91,40 @@ def publish(results_dir: Path, site_dir: Path, *, refresh_report: bool = True) -
         )
     pages.append(Page("skipped.html", "Failed and skipped cells", skipped_body(runs)))
 
-    written: list[Path] = []
+    files: list[tuple[Path, bytes]] = []
     figures = [f"plots/{s.file_name}{suffix}" for s in shown for suffix in ("", "_mislabelled")]
     figures += ["plots/auc_overview"] if shown else []
     for stem in figures:
         for ext in (".png", ".svg", ".pdf"):
-            written.append(_copy(results_dir / f"{stem}{ext}", site_dir / f"{stem}{ext}"))
+            files.append((site_dir / f"{stem}{ext}", _read_figure(results_dir / f"{stem}{ext}")))
     for sec in down_sections:
         for rel, _ in sec.plots:
             for path in [Path(rel), *plots.vector_paths(Path(rel))]:
-                written.append(_copy(results_dir / path, site_dir / path))
-    footer = page_footer(runs)
+                files.append((site_dir / path, _read_figure(results_dir / path)))
     nav = page_nav(bool(down_sections))
     for asset, text in (("assets/site.css", CSS), ("assets/site.js", JS)):
-        write_bytes(site_dir / asset, text.encode())
-        written.append(site_dir / asset)
+        files.append((site_dir / asset, text.encode()))
     for page in pages:
-        path = site_dir / page.name
-        write_bytes(path, page_document(page, nav, footer).encode("utf-8"))
-        written.append(path)
+        files.append((site_dir / page.name, page_document(page, nav, footer).encode("utf-8")))
+    written: list[Path] = []
+    for path, data in files:
+        if write_if_changed(path, data):
+            written.append(path)
+        manifest.record_page(path, data)
     # pages and figures of groups an earlier site had and these results have not
-    report.prune_stale(site_dir, ("group-*.html",), written)
-    report.prune_stale(site_dir / "plots", report.GROUP_FIGURES, written)
-    return written
+    _prune(site_dir, [path for path, _ in files])
+    manifest.inputs = key
+    if manifest.save():
+        written.append(manifest.path)
+    return Written(written, [path for path, _ in files], what="site")
 
 
-def _copy(source: Path, target: Path) -> Path:
+def _prune(site_dir: Path, produced: list[Path]) -> None:
+    report.prune_stale(site_dir, ("group-*.html",), produced)
+    report.prune_stale(site_dir / "plots", report.GROUP_FIGURES, produced)
+
+
+def _read_figure(source: Path) -> bytes:
     if not source.is_file():
         raise FileNotFoundError(f"{source}: a figure the site shows is missing (run `alcbench report` first)")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(source, target)
-    return target
+    return source.read_bytes()

@@ -1,5 +1,5 @@
-"""The results schema and its I/O: cell files, the long-format tables, provenance, and the
-side tables (re-fit timings, skipped inputs).
+"""The results schema and its I/O: cell files, the long-format tables and provenance (the
+side tables, re-fit timings and skipped inputs, are :mod:`benchmark.results.side_tables`).
 
 Layout of a results folder (DESIGN.md, "Results"):
 
@@ -22,6 +22,7 @@ import json
 import os
 import subprocess
 import tempfile
+import warnings
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -254,8 +255,18 @@ class TableUpdate:
     dropped: pd.DataFrame
 
 
-def write_tables(out_dir: Path, rows: Sequence[dict[str, Any]], *, merge: bool = False) -> TableUpdate:
-    """Writes runs.parquet, runs.csv and curves.parquet for ``rows`` (curves from the cells).
+def write_tables(
+    out_dir: Path,
+    rows: Sequence[dict[str, Any]],
+    *,
+    merge: bool = False,
+    reused: Collection[str] = (),
+    leave: Collection[str] = (),
+) -> TableUpdate:
+    """Writes runs.parquet, runs.csv and curves.parquet for ``rows`` (curves from the cells,
+    those of the rows in ``reused``, config hashes of rows kept from the tables already there,
+    from those tables). The earlier rows in ``leave`` (config hashes) leave even when merging:
+    they are reported as dropped.
 
     With ``merge``, the rows already in the tables are kept, so that several ``alcbench run``
     calls can fill one folder, except those this run replaces: the same cell, or the same
@@ -265,21 +276,26 @@ def write_tables(out_dir: Path, rows: Sequence[dict[str, Any]], *, merge: bool =
     this under :func:`locked` when other commands may write into the same folder.
     """
     runs = pd.DataFrame(list(rows))
+    reused = set(reused)
     curve_frames = [
         pd.read_parquet(out_dir / CELLS / f"{h}.curve.parquet")
         for h, status in zip(runs["config_hash"], runs["status"], strict=True)
-        if status == "ok"
+        if status == "ok" and h not in reused
     ]
     empty = pd.DataFrame(columns=list(RUN_COLUMNS))
     kept, replaced, dropped = 0, empty, empty
     if _has_tables(out_dir):
-        # the earlier curves are read only when their runs stay in the tables
-        if merge:
+        # the earlier curves are read only when runs of theirs stay in the tables
+        if merge or reused:
             old_runs, old_curves = load_tables(out_dir)
+            curve_frames.insert(0, old_curves[old_curves["config_hash"].isin(reused)])
         else:
             old_runs, old_curves = pd.read_parquet(out_dir / "runs.parquet"), None
         replaced, others = _earlier(old_runs, runs)
-        if old_curves is not None:
+        if merge:
+            assert old_curves is not None
+            leaving = others["config_hash"].isin(set(leave))
+            others, dropped = others[~leaving], others[leaving]
             kept = len(others)
             curve_frames.insert(0, old_curves[old_curves["config_hash"].isin(others["config_hash"])])
             runs = pd.concat([others, runs], ignore_index=True)
@@ -288,7 +304,9 @@ def write_tables(out_dir: Path, rows: Sequence[dict[str, Any]], *, merge: bool =
     for column in RUN_COLUMNS:  # a table of only failed cells still has every column
         if column not in runs.columns:
             runs[column] = np.nan
-    front = ["config_hash", *RUN_ORDER, "status", "error"]
+    # the identity (benchmark.run.identity) of each cell whose inputs were here, else ""
+    runs["cell_id"] = runs["cell_id"].fillna("") if "cell_id" in runs.columns else ""
+    front = ["config_hash", "cell_id", *RUN_ORDER, "status", "error"]
     runs = runs[front + [c for c in runs.columns if c not in front]]
     runs = sort_runs(runs)
     frames = [f for f in curve_frames if len(f)]
@@ -384,6 +402,22 @@ def load_tables(out_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     return tables[0], tables[1]
 
 
+def load_runs(out_dir: Path) -> pd.DataFrame | None:
+    """The run table of ``out_dir`` with its rows' identities (``cell_id``, "" for rows written
+    before identities were recorded), or None with a warning naming the file when it cannot be
+    read (every cell then runs again and the table is written anew)."""
+    path = Path(out_dir) / "runs.parquet"
+    try:
+        runs = pd.read_parquet(path)
+        if "config_hash" not in runs.columns:
+            raise ValueError("it has no config_hash column")
+    except Exception as exc:  # noqa: BLE001 - any unreadable table means: nothing to keep
+        warnings.warn(f"{path}: cannot read the earlier results ({exc}); every cell runs again", stacklevel=2)
+        return None
+    runs["cell_id"] = runs["cell_id"].fillna("") if "cell_id" in runs.columns else ""
+    return runs
+
+
 def _write_parquet(df: pd.DataFrame, path: Path) -> None:
     with atomic_path(path) as tmp:
         df.to_parquet(tmp, index=False)
@@ -391,52 +425,3 @@ def _write_parquet(df: pd.DataFrame, path: Path) -> None:
 
 # --------------------------------------------------------------------------------------------
 # Side tables
-
-
-def write_refit_timings(
-    out_dir: Path, configs: Sequence[CellConfig], *, keep: Collection[str] = ()
-) -> pd.DataFrame:
-    """Writes ``refit_timings.csv``: when each active run re-fitted its learner and the seconds
-    it took (wall clock, so kept apart from the result tables). The earlier rows of the cells
-    in ``keep`` (config hashes: the runs a merging command keeps) stay; returns this command's."""
-    rows = []
-    for config in configs:
-        path = out_dir / CELLS / f"{config.hash}.refits.json"
-        if config.active_every and path.is_file():
-            for i, entry in enumerate(json.loads(path.read_text())):
-                rows.append({**config.row(), "refit": i, **entry})
-    table = pd.DataFrame(rows)
-    earlier = _earlier_side_rows(out_dir / "refit_timings.csv", "config_hash", keep)
-    if rows or len(earlier):
-        both = pd.concat([earlier, table], ignore_index=True) if len(earlier) else table
-        write_bytes(out_dir / "refit_timings.csv", both.to_csv(index=False).encode())
-    return table
-
-
-def _earlier_side_rows(path: Path, column: str, keep: Collection[str]) -> pd.DataFrame:
-    """The rows of the side table ``path`` whose ``column`` is in ``keep`` (none to keep, or
-    no such table: an empty frame)."""
-    if not keep or not path.is_file():
-        return pd.DataFrame()
-    earlier = pd.read_csv(path, dtype=str)  # written back as it was read
-    return earlier[earlier[column].isin(set(keep))] if column in earlier.columns else pd.DataFrame()
-
-
-def write_skipped_inputs(
-    out_dir: Path, tasks: Mapping[str, CleaningTask], *, keep: Collection[str] = ()
-) -> pd.DataFrame:
-    """Writes ``skipped_inputs.csv``: every input a dataset dropped as unreadable, and why. The
-    earlier rows of the datasets in ``keep`` (those a merging command keeps runs of and did not
-    load) stay; returns this command's."""
-    rows = [
-        {"dataset": name, **{k: str(v) for k, v in entry.items()}}
-        for name, task in sorted(tasks.items())
-        for entry in task.info.get("skipped_inputs", [])
-    ]
-    table = pd.DataFrame(rows, columns=None if rows else ["dataset", "sample_id", "file", "reason"])
-    path = out_dir / "skipped_inputs.csv"
-    earlier = _earlier_side_rows(path, "dataset", set(keep) - set(tasks))
-    if rows or path.exists():
-        both = pd.concat([earlier, table], ignore_index=True) if len(earlier) else table
-        write_bytes(path, both.to_csv(index=False).encode())
-    return table

@@ -11,10 +11,11 @@ on-disk cache.
 
 from __future__ import annotations
 
+import inspect
 import json
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +25,13 @@ from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
 from benchmark import registry
-from benchmark.config import DEFAULT_TARGET_ACCURACY, CellConfig, Source, sha256_file
+from benchmark.config import DEFAULT_TARGET_ACCURACY, CellConfig, Source
 from benchmark.dataroot import DataNotFoundError
 from benchmark.plugins import Posteriors, ScoringContext, Strategy, parse_spec
-from benchmark.posteriors.cache import load_or_fit
-from benchmark.posteriors.files import load_posteriors_file
 from benchmark.results.tables import finished_row, provenance, task_columns, write_cell
+from benchmark.run import identity
 from benchmark.run.engines import DEFAULT_RETRIES, Engine
+from benchmark.run.inputs import fit_on_engine, load_task, posterior_source
 from benchmark.simulation.diagnostics import first_picks
 from benchmark.simulation.metrics import curve_points, run_metrics
 from benchmark.simulation.simulator import initial_counts, simulate
@@ -41,12 +42,23 @@ from benchmark.threads import thread_budget, threads_for_fits
 
 
 def run_cell(
-    config: CellConfig, task: CleaningTask, posteriors: Posteriors, out_dir: Path, posteriors_id: str = ""
+    config: CellConfig,
+    task: CleaningTask,
+    posteriors: Posteriors,
+    out_dir: Path,
+    posteriors_id: str = "",
+    cell_id: str = "",
 ) -> dict[str, Any]:
     """Simulates one cell, writes its files and returns its run row. Never raises for a
     problem of the strategy: the row then has status "failed" and the error message; a
-    strategy that needs an input this cell lacks is "skipped" with the reason."""
-    row: dict[str, Any] = {**config.row(), **task_columns(task), "posteriors_id": posteriors_id}
+    strategy that needs an input this cell lacks is "skipped" with the reason. ``cell_id`` is
+    the cell's identity (:mod:`benchmark.run.identity`), recorded in the row."""
+    row: dict[str, Any] = {
+        **config.row(),
+        "cell_id": cell_id,
+        **task_columns(task),
+        "posteriors_id": posteriors_id,
+    }
     # what the learner's fit reported: accuracy against the true (plurality) labels, and its cost
     info = posteriors.info or {}
     row.update(learner_accuracy=info.get("accuracy_true"), fit_seconds=info.get("seconds"))
@@ -111,6 +123,11 @@ def run_cell(
     return row
 
 
+#: The function itself, whatever later replaces the module's name (its source is part of every
+#: cell's identity).
+_RUN_CELL = run_cell
+
+
 def _refit_for(config: CellConfig, task: CleaningTask) -> tuple[Any, list[dict[str, float]]]:
     """The active loop's re-fit for a cell, and the list it records each re-fit's cost in."""
     if config.learner.startswith("file:"):
@@ -140,6 +157,29 @@ class Plan:
     #: (dataset, learner, seed) -> cache key of the learner output, or sha256 of the file
     posterior_ids: dict[tuple[str, str, int], str]
     unavailable: dict[tuple[str, str, int], tuple[str, str]]  # key -> (status, reason)
+    #: config hash -> the cell's identity (:mod:`benchmark.run.identity`), for every cell
+    #: whose task and posteriors are here
+    cell_ids: dict[str, str] = field(default_factory=dict)
+    #: what :func:`execute` did with the committed rows: config hashes of the rows it kept
+    #: because their identity matched, and of those it kept unchecked (inputs not here)
+    reused: set[str] = field(default_factory=set)
+    unverified: set[str] = field(default_factory=set)
+
+    def identify(self) -> None:
+        """Fills :attr:`cell_ids` from the tasks and posteriors."""
+        simulation = identity.simulation_fingerprint(inspect.getsource(_RUN_CELL))
+        tasks = {spec: identity.task_fingerprint(task) for spec, task in self.tasks.items()}
+        fingerprints = {key: identity.posteriors_fingerprint(p) for key, p in self.posteriors.items()}
+        for config in self.configs:
+            key = config.source_key
+            if key in fingerprints and config.dataset in tasks:
+                self.cell_ids[config.hash] = identity.cell_id(
+                    config,
+                    task=tasks[config.dataset],
+                    posteriors=fingerprints[key],
+                    posteriors_id=self.posterior_ids[key],
+                    simulation=simulation,
+                )
 
 
 def prepare(
@@ -175,11 +215,11 @@ def prepare(
     plan = Plan(configs=[], tasks={}, posteriors={}, posterior_ids={}, unavailable={})
     remote: list[tuple[tuple[str, str, int], CleaningTask, Any]] = []  # fits for the engine
     for dataset_spec, sources in grid:
-        task, dataset_spec, task_problem = _load_task(dataset_spec, data_root)
+        task, dataset_spec, task_problem = load_task(dataset_spec, data_root)
         if task is not None:
             plan.tasks[dataset_spec] = task
         for source in sources:
-            label, sha, fetch, source_problem = _posterior_source(
+            label, sha, fetch, source_problem = posterior_source(
                 source, cache_dir=cache_dir, extra_cache_dirs=extra_cache_dirs, refit=refit, progress=progress
             )
             learner = getattr(fetch, "learner", None)
@@ -209,103 +249,9 @@ def prepare(
                     plan.unavailable[key] = problem
     if remote:
         assert engine is not None
-        _fit_on_engine(plan, remote, engine, retries, cache_dir, extra_cache_dirs, refit)
+        fit_on_engine(plan, remote, engine, retries, cache_dir, extra_cache_dirs, refit)
+    plan.identify()
     return plan
-
-
-def _fit_on_engine(
-    plan: Plan,
-    fits: list[tuple[tuple[str, str, int], CleaningTask, Any]],
-    engine: Engine,
-    retries: int,
-    cache_dir: Path,
-    extra_cache_dirs: Sequence[Path],
-    refit: bool,
-) -> None:
-    """Every learner fit of ``fits`` as an engine task (GPU ones on GPU workers when the
-    cluster has them); fills the plan's posteriors, or its problems."""
-    from benchmark.learners._torch import TorchLearner
-
-    for gpu in (True, False):
-        mine = [f for f in fits if isinstance(f[2], TorchLearner) == gpu]
-        if not mine:
-            continue
-        calls = [
-            (task, learner, key[2], cache_dir, tuple(extra_cache_dirs), refit) for key, task, learner in mine
-        ]
-        for i, result in engine.map(_fit_task, calls, retries=retries, gpu=gpu):
-            key, _, learner = mine[i]
-            if isinstance(result, DataNotFoundError):
-                plan.unavailable[key] = ("skipped", f"learner {learner.spec}: {result}")
-            elif isinstance(result, BaseException):
-                plan.unavailable[key] = (
-                    "failed",
-                    f"learner {learner.spec}: {type(result).__name__}: {result}",
-                )
-            else:
-                plan.posteriors[key], plan.posterior_ids[key] = result
-
-
-def _fit_task(
-    task: CleaningTask,
-    learner: Any,
-    seed: int,
-    cache_dir: Path,
-    extra_cache_dirs: Sequence[Path],
-    refit: bool,
-    progress: bool = False,
-) -> tuple[Posteriors, str]:
-    """One learner fit (on a worker, or here): read from the cache, or fitted and stored there."""
-    return load_or_fit(
-        task,
-        learner,
-        seed,
-        cache_dir=cache_dir,
-        extra_cache_dirs=extra_cache_dirs,
-        refit=refit,
-        progress=progress,
-    )
-
-
-Problem = tuple[str, str]  # (status, reason)
-
-
-def _load_task(spec: str, data_root: Path | None) -> tuple[CleaningTask | None, str, Problem | None]:
-    """(task, canonical spec, None), or (None, spec, problem) when it cannot be loaded."""
-    try:
-        dataset = registry.create("dataset", spec)
-        return dataset.load(data_root), dataset.spec, None
-    except DataNotFoundError as exc:
-        return None, spec, ("skipped", str(exc))
-    except (Exception, SystemExit) as exc:
-        return None, spec, ("failed", f"dataset {spec}: {type(exc).__name__}: {exc}")
-
-
-def _posterior_source(
-    source: Source, *, cache_dir: Path, extra_cache_dirs: Sequence[Path], refit: bool, progress: bool
-) -> tuple[str, str, Any, Problem | None]:
-    """(label, file sha256, fetch(task, seed) -> (posteriors, id), problem) for a source."""
-    if source.file is not None:
-        path = source.file
-        sha = sha256_file(path) if path.is_file() else ""
-        loaded: dict[str, Posteriors] = {}
-
-        def from_file(task: CleaningTask, seed: int) -> tuple[Posteriors, str]:
-            if task.name not in loaded:  # one file serves every seed
-                loaded[task.name] = load_posteriors_file(path, task.n_samples, task.n_classes)
-            return loaded[task.name], f"sha256:{sha}"
-
-        return source.label, sha, from_file, None
-    try:
-        learner = registry.create("learner", source.label)
-    except (Exception, SystemExit) as exc:
-        return source.label, "", None, ("failed", f"learner {source.label}: {exc}")
-
-    def from_learner(task: CleaningTask, seed: int) -> tuple[Posteriors, str]:
-        return _fit_task(task, learner, seed, cache_dir, extra_cache_dirs, refit, progress)
-
-    from_learner.learner = learner  # type: ignore[attr-defined]  # for a cluster fit
-    return learner.spec, "", from_learner, None
 
 
 def execute(
@@ -317,14 +263,22 @@ def execute(
     progress: bool = True,
     engine: Engine | None = None,
     retries: int = DEFAULT_RETRIES,
+    committed: pd.DataFrame | None = None,
 ) -> list[dict[str, Any]]:
     """Runs every cell of the plan and returns their rows.
 
+    With ``committed`` (the run table already in ``out_dir``), a row whose identity
+    (``cell_id``, :mod:`benchmark.run.identity`) equals the identity the plan computed for its
+    cell is kept as it is, not run again (``plan.reused``); so is a row of a cell whose
+    inputs are not here to check (data files absent: ``plan.unverified``). Every other cell
+    runs.
+
     With ``resume``, cells already finished in ``out_dir`` (ok or skipped) are read back
-    instead of rerun: for picking up an interrupted benchmark, not after changing code. A
-    finished cell is reused only when it ran on the posteriors this plan has for it (its
-    row's ``posteriors_id``, the cache key that names the learner's version and parameters,
-    or the file's sha256); cells whose posteriors are unavailable now are never reused.
+    instead of rerun: for picking up an interrupted benchmark. A finished cell is reused only
+    when it ran on the posteriors this plan has for it (its row's ``posteriors_id``, the cache
+    key that names the learner's version and parameters, or the file's sha256) and has the
+    identity the plan computed for it (so not after a change of code or data); cells whose
+    posteriors are unavailable now are never reused.
 
     With an ``engine``, each cell is a task on the cluster, run again up to ``retries`` times
     when its worker dies; one that does not come back is a failed cell.
@@ -336,11 +290,30 @@ def execute(
     out_dir.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
     todo: list[CellConfig] = []
+    earlier = (
+        {}
+        if committed is None
+        else dict(zip(committed["config_hash"], committed.to_dict("records"), strict=True))
+    )
     for config in plan.configs:
         key = config.source_key
+        old = earlier.get(config.hash)
+        if old is not None and old.get("status") in ("ok", "skipped"):
+            ident = plan.cell_ids.get(config.hash)
+            if ident is not None and old.get("cell_id") == ident:
+                rows.append(old)
+                plan.reused.add(config.hash)
+                continue
+            if ident is None and plan.unavailable.get(key, ("",))[0] == "skipped":
+                rows.append(old)
+                plan.unverified.add(config.hash)
+                continue
         done = finished_row(out_dir, config) if resume and key not in plan.unavailable else None
-        if done is not None and done.get("posteriors_id") != plan.posterior_ids.get(key):
-            done = None  # finished on other posteriors (another learner version, another file)
+        if done is not None and (
+            done.get("posteriors_id") != plan.posterior_ids.get(key)
+            or done.get("cell_id", "") != plan.cell_ids.get(config.hash, "")
+        ):
+            done = None  # finished on other posteriors or code (another learner version, a file)
         if done is not None:
             rows.append(done)
         elif key in plan.unavailable:
@@ -361,6 +334,7 @@ def execute(
                 plan.posteriors[key],
                 out_dir,
                 plan.posterior_ids[key],
+                plan.cell_ids.get(c.hash, ""),
             )
             for c in todo
             for key in [c.source_key]
