@@ -1,5 +1,5 @@
-"""The README's plugin examples work as printed: each is one file, and it is a registered plugin
-that runs (a strategy, a dataset, a learner)."""
+"""The plugin examples of the README (a strategy) and of docs/plugins.md (a dataset, a learner)
+work as printed: each is one file, and it is a registered plugin that runs."""
 
 from __future__ import annotations
 
@@ -14,12 +14,16 @@ from benchmark import registry
 from benchmark.plugins import ScoringContext
 
 README = Path(__file__).resolve().parent.parent / "README.md"
+PLUGINS = README.parent / "docs" / "plugins.md"
+#: Where each example is printed.
+PAGES = {"strategy": README, "learner": PLUGINS, "dataset": PLUGINS}
 
 
 def _example(kind: str) -> str:
-    """The code of the README's ``<!-- {kind}-example -->`` block."""
-    match = re.search(rf"<!-- {kind}-example -->\s*```python\n(.*?)```", README.read_text(), re.S)
-    assert match, f"README lost its {kind} example"
+    """The code of the ``<!-- {kind}-example -->`` block of its page."""
+    page = PAGES[kind]
+    match = re.search(rf"<!-- {kind}-example -->\s*```python\n(.*?)```", page.read_text(), re.S)
+    assert match, f"{page.name} lost its {kind} example"
     return match.group(1)
 
 
@@ -153,7 +157,7 @@ def test_readme_dataset_runs_as_written(dataset_root, capsys):
     from benchmark.cli import main
 
     root, _ = dataset_root
-    text = " ".join(README.read_text().split())
+    text = " ".join(PLUGINS.read_text().split())
     command = (
         "alcbench run --dataset vote_table --learner truth --strategy oracle --strategy random "
         "--data-root <data folder> --out runs/"
@@ -178,3 +182,48 @@ def test_readme_dataset_without_its_file_names_where_it_looked(dataset_root, cap
     assert main([*args, "--data-root", str(root / "data"), "--out", str(root / "runs"), "--seeds", "0"]) == 0
     out = capsys.readouterr().out
     assert "1 skipped" in out and str(root / "data" / "votes.csv") in out
+
+
+def _slug(heading: str) -> str:
+    """GitHub's anchor for a heading."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+def _anchors(page: Path) -> set[str]:
+    fence, found = False, set()
+    for line in page.read_text().splitlines():
+        if line.startswith("```"):
+            fence = not fence
+        elif not fence and re.match(r"#{1,6} ", line):
+            found.add(_slug(line.lstrip("#")))
+    return found
+
+
+def test_readme_is_a_short_front_page_that_starts_with_the_quickstart():
+    text = README.read_text()
+    assert len(text.splitlines()) <= 250
+    headings = re.findall(r"^## (.+)$", text, re.M)
+    assert headings[0] == "Quickstart"
+    quick = text.split("## Quickstart", 1)[1].split("\n## ", 1)[0]
+    assert len(quick.strip().splitlines()) <= 45
+    assert "make benchmark" in quick and "make test" in quick and "results/site/index.html" in quick
+    # every page under docs/ is linked from the front page
+    for page in sorted((README.parent / "docs").glob("*.md")):
+        assert f"(docs/{page.name})" in text, f"README does not link {page.name}"
+
+
+def test_every_relative_link_of_the_readme_and_docs_resolves():
+    pages = [README, *sorted((README.parent / "docs").glob("*.md"))]
+    broken = []
+    for page in pages:
+        for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text()):
+            if re.match(r"[a-z]+:", target):
+                continue
+            path, _, anchor = target.partition("#")
+            file = (page.parent / path).resolve() if path else page
+            if not file.exists():
+                broken.append(f"{page.name}: {target} (no such file)")
+            elif anchor and file.suffix == ".md" and anchor not in _anchors(file):
+                broken.append(f"{page.name}: {target} (no such heading)")
+    assert not broken, broken
