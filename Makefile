@@ -45,7 +45,7 @@ reproduce: $(STAMP)
 
 # Screenshots of the published site at desktop and phone widths (headless Chromium).
 screenshots: venv-dev
-	ALCBENCH_SITE=$(OUT)/site $(BIN)/python -m pytest -q tests/test_site.py -k screenshots
+	ALCBENCH_SITE=$(OUT)/site ALCBENCH_SCREENSHOTS=docs/screenshots $(BIN)/python -m pytest -q tests/test_site.py -k screenshots
 
 test: venv-dev
 	$(BIN)/python -m pytest -q -m "not slow"

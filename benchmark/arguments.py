@@ -158,9 +158,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pub.add_argument("dir", type=Path, help="results folder holding runs.parquet and curves.parquet")
     pub.add_argument("--site", type=Path, default=None, help="site folder written (default: DIR/site)")
+    _highlight(pub)
 
     rep = sub.add_parser("report", help="rebuild leaderboard tables and plots from a results folder")
     rep.add_argument("dir", type=Path, help="results folder holding runs.parquet and curves.parquet")
+    _highlight(rep)
     _clean(sub)
     return p
 
@@ -281,6 +283,17 @@ def _inputs(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _highlight(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--highlight",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="draw this strategy strongly in every figure (repeatable): a strategy spec, or a plugin "
+        "name for all its grid points; the strategies of your own plugin folders always are",
+    )
+
+
 def _jobs(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument(
         "--jobs",
@@ -347,4 +360,5 @@ def _common(p: argparse.ArgumentParser, default_out: Path | None) -> None:
         help="also run each model-based strategy actively (paper's Algorithm 1): re-fit the learner "
         "on the current labels every B annotations and re-rank the rest (default 0: static only)",
     )
+    _highlight(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")

@@ -152,7 +152,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     from benchmark.results.tables import load_tables
 
     runs, curves = load_tables(args.dir)
-    written = write_report(args.dir, runs, curves)
+    _warn_unmatched(args.highlight, runs)
+    written = write_report(args.dir, runs, curves, highlight=args.highlight)
     for path in written:
         print(path)
     print(written.summary())
@@ -165,9 +166,16 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
     site = args.site if args.site is not None else args.dir / "site"
     with locked(args.dir):
-        written = publish(args.dir, site)
+        written = publish(args.dir, site, highlight=args.highlight)
     print(f"{written.summary()}; open {site / 'index.html'}")
     return 0
+
+
+def _warn_unmatched(highlight: Sequence[str], runs: Any) -> None:
+    from benchmark.results.names import unmatched
+
+    for name in unmatched(highlight, runs["strategy"].astype(str)):
+        print(f"--highlight {name}: no strategy of the results is called so (a spec or a plugin name)")
 
 
 def cmd_clean(args: argparse.Namespace) -> int:

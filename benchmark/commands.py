@@ -157,12 +157,12 @@ def execute_on(
             )
         else:
             downstream_lines = []
-        report = write_report(args.out, update.runs, update.curves)
+        report = write_report(args.out, update.runs, update.curves, highlight=args.highlight)
         written, summaries = list(report), [report.summary()]
         if suite:
             from benchmark.report.site import publish
 
-            site = publish(args.out, args.out / "site", refresh_report=False)
+            site = publish(args.out, args.out / "site", refresh_report=False, highlight=args.highlight)
             written += site
             summaries.append(site.summary())
     elapsed = time.perf_counter() - started

@@ -199,3 +199,36 @@ def _value_key(value: Any) -> tuple[int, Any]:
 def spec_order(specs: Iterable[str]) -> dict[str, int]:
     """Each distinct spec's position when sorted by :func:`spec_sort_key`."""
     return {spec: i for i, spec in enumerate(sorted(set(specs), key=spec_sort_key))}
+
+
+def readable_spec(spec: str) -> str:
+    """A spec as words, for titles and legends: ``"name (k = v, k = v)"``, so that a title wraps
+    between words (``"label_margin[doubt_weight=0]"`` -> ``"label_margin (doubt_weight = 0)"``).
+    Text that is not a spec stays as it is."""
+    try:
+        name, params = parse_spec(spec)
+    except ValueError:
+        return spec
+    if not params:
+        return name
+    return f"{name} (" + ", ".join(f"{k} = {format_value(v)}" for k, v in sorted(params.items())) + ")"
+
+
+def noise_text(rate: object) -> str:
+    """``" (15.4 % noise)"`` for a noise rate of 0.1538; ``""`` when the rate is unknown."""
+    try:
+        value = float(rate)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return ""
+    return f" ({100 * value:.1f} % noise)" if math.isfinite(value) else ""
+
+
+def changed_params(plugin: Any, *handled: str) -> list[str]:
+    """``"k = v"`` for each parameter of ``plugin`` that differs from its default, leaving out
+    the ``handled`` ones (those a display name already puts in words)."""
+    out = []
+    for key, value in sorted(plugin.params.items()):
+        grid = plugin.parameters.get(key, [])
+        if key not in handled and (not grid or value != grid[0]):
+            out.append(f"{key} = {format_value(value)}")
+    return out

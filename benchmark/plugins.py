@@ -89,6 +89,16 @@ class Plugin:
     def __repr__(self) -> str:
         return f"<{self.kind} {self.spec}>"
 
+    def display_name(self) -> str:
+        """The name shown in titles, legends and the site's cards (tables keep the spec beside
+        it). By default the spec in words, ``name (k = v, k = v)``, which wraps between words;
+        a plugin overrides it to say what its parameters mean. Presentation only: the source
+        of a ``display_name`` method is no part of a cell's identity
+        (:mod:`benchmark.run.identity`), so a new one re-runs nothing."""
+        from benchmark.params import readable_spec
+
+        return readable_spec(self.spec)
+
 
 class Dataset(Plugin):
     """Builds a :class:`CleaningTask` from files under a data root."""
@@ -99,6 +109,13 @@ class Dataset(Plugin):
 
     def load(self, data_root: Path | None = None) -> CleaningTask:
         raise NotImplementedError
+
+    def display_name(self, noise_rate: float | None = None) -> str:
+        """As :meth:`Plugin.display_name`, with the task's noise rate when given (the report
+        takes it from the runs table): ``"name (k = v) (15.4 % noise)"``."""
+        from benchmark.params import noise_text, readable_spec
+
+        return readable_spec(self.spec) + noise_text(noise_rate)
 
 
 @dataclass(frozen=True, eq=False)

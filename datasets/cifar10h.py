@@ -84,6 +84,15 @@ class CIFAR10H(Dataset):
             info=info,
         )
 
+    def display_name(self, noise_rate: float | None = None) -> str:
+        """``"CIFAR-10H, T = 2 (15.4 % noise)"``; the subset size too when it is not the paper's."""
+        from benchmark.params import noise_text
+
+        parts = [f"CIFAR-10H, T = {float(self.params['temperature']):g}"]
+        if self.params["n"] != self.parameters["n"][0]:
+            parts.append(f"N = {self.params['n']}")
+        return ", ".join(parts) + noise_text(noise_rate)
+
 
 def load_counts(data_root: Path | None) -> np.ndarray:
     path = find_data_file(

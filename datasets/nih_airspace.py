@@ -105,6 +105,12 @@ class NIHAirspace(Dataset):
             info=info,
         )
 
+    def display_name(self, noise_rate: float | None = None) -> str:
+        """``"NIH airspace opacity (35.3 % noise)"``, with any parameter off its default."""
+        from benchmark.params import changed_params, noise_text
+
+        return ", ".join(["NIH airspace opacity", *changed_params(self)]) + noise_text(noise_rate)
+
 
 def find_file(filename: str, data_root: Path | None, how_to_get: str) -> Path:
     return find_data_file(

@@ -130,6 +130,15 @@ class NoisyCXR(Dataset):
             info=info,
         )
 
+    def display_name(self, noise_rate: float | None = None) -> str:
+        """``"NoisyCXR, RSNA pneumonia"``, the split when it is not the training one."""
+        from benchmark.params import changed_params, noise_text
+
+        parts = ["NoisyCXR, RSNA pneumonia", *changed_params(self, "split")]
+        if self.params["split"] != "train":
+            parts.append(f"{self.params['split']} split")
+        return ", ".join(parts) + noise_text(noise_rate)
+
 
 def find_file(key: str, data_root: Path | None) -> Path:
     filename, what, how = FILES[key]

@@ -13,3 +13,6 @@ class BALD(Strategy):
 
     def score(self, ctx: ScoringContext) -> np.ndarray:
         return bald(ctx.stochastic)
+
+    def display_name(self) -> str:
+        return "BALD"

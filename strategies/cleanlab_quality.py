@@ -23,3 +23,8 @@ class CleanlabQuality(Strategy):
         )
         # cleanlab: high quality = label probably right; here high = relabel sooner.
         return 1.0 - np.asarray(quality, dtype=np.float64)
+
+    def display_name(self) -> str:
+        """``"cleanlab normalized margin"``: the method in words."""
+        method = str(self.params["method"]).replace("_weighted", "-weighted").replace("self_", "self-")
+        return "cleanlab " + method.replace("_", " ")

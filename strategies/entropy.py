@@ -12,3 +12,6 @@ class Entropy(Strategy):
 
     def score(self, ctx: ScoringContext) -> np.ndarray:
         return entropy(ctx.posteriors)
+
+    def display_name(self) -> str:
+        return "Predictive entropy"

@@ -14,3 +14,8 @@ class Eq2(Strategy):
 
     def score(self, ctx: ScoringContext) -> np.ndarray:
         return correctness_minus_difficulty(ctx.label_dist, ctx.posteriors, hinge=self.params["hinge"])
+
+    def display_name(self) -> str:
+        """``"Eq. 2 (hinge 0.3)"``; ``"Eq. 2 (no hinge)"`` as printed in the paper."""
+        hinge = self.params["hinge"]
+        return "Eq. 2 (no hinge)" if hinge is None else f"Eq. 2 (hinge {float(hinge):g})"

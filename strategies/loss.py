@@ -12,3 +12,6 @@ class Loss(Strategy):
 
     def score(self, ctx: ScoringContext) -> np.ndarray:
         return cross_entropy(ctx.label_dist, ctx.posteriors)
+
+    def display_name(self) -> str:
+        return "Cross-entropy loss"

@@ -15,3 +15,6 @@ class Oracle(Strategy):
 
     def score(self, ctx: ScoringContext) -> np.ndarray:
         return oracle_score(ctx.true_dist, ctx.label_counts)
+
+    def display_name(self) -> str:
+        return "Oracle"

@@ -12,3 +12,6 @@ class Random(Strategy):
 
     def score(self, ctx: ScoringContext) -> np.ndarray:
         return np.random.default_rng([ctx.seed, 0x5A]).random(ctx.n_samples)
+
+    def display_name(self) -> str:
+        return "Random"

@@ -256,7 +256,9 @@ def test_write_report_writes_tables_and_valid_pngs(written: tuple[Path, list[Pat
     names = {p.relative_to(out).as_posix() for p in paths}
     assert {"leaderboard.csv", "leaderboard.md", "leaderboard.html", "plots/auc_overview.png"} <= names
     pngs = [p for p in paths if p.suffix == ".png"]
-    assert len(pngs) == 2 * 2 + 1  # accuracy + mislabelled per group, one overview
+    # accuracy + mislabelled per group, the dataset's AUC overview and its copy as
+    # auc_overview.png, the summary
+    assert len(pngs) == 2 * 2 + 3
     for p in paths:
         assert p.is_file() and p.stat().st_size > 0
     for p in pngs:
@@ -326,7 +328,7 @@ def test_colliding_safe_names_are_told_apart(tmp_path: Path) -> None:
     runs.loc[runs["learner"] == FILE, "learner"] = "a:b"
     runs.loc[runs["learner"] == TRUTH, "learner"] = "a=b"
     pngs = [p for p in report.write_report(tmp_path, runs, curves) if p.suffix == ".png"]
-    assert len({p.name for p in pngs}) == len(pngs) == 5
+    assert len({p.name for p in pngs}) == len(pngs) == 7  # with the overview (twice) and the summary
 
 
 def test_a_group_no_longer_in_the_runs_loses_its_figures_and_nothing_else_is_removed(tmp_path: Path) -> None:
@@ -362,9 +364,10 @@ def test_load_tables_reads_parquet_and_names_a_missing_file(tmp_path: Path) -> N
 
 
 def test_adding_a_strategy_keeps_every_other_strategy_s_colour() -> None:
-    before = plots.styles(["random", "oracle", "loss", "eq2[hinge=0.3]", "bald", "my_strategy"])
+    # (none of them the user's here: a user's strategy is highlighted, see test_figures_paper.py)
+    before = plots.styles(["random", "oracle", "loss", "eq2[hinge=0.3]", "bald", "my_strategy"], user=())
     after = plots.styles(
-        ["random", "oracle", "loss", "eq2[hinge=0.3]", "bald", "my_strategy", "another[k=2]", "aaa"]
+        ["random", "oracle", "loss", "eq2[hinge=0.3]", "bald", "my_strategy", "another[k=2]", "aaa"], user=()
     )
     for name, style in before.items():
         assert after[name] == style, name

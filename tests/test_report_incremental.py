@@ -4,7 +4,8 @@ draws it changed, a page is written only when its bytes change, and the manifest
 the keys is the same for the same results.
 
 The results are the two groups of tests/test_report.py (learners ``truth`` and
-``file:post.npy``): five figures (two per group and the AUC overview), each as PNG, SVG and PDF.
+``file:post.npy``): seven figures (two per group, the dataset's AUC overview, its copy as
+``auc_overview.png`` and the across-settings summary), each as PNG, SVG and PDF.
 """
 
 from __future__ import annotations
@@ -23,7 +24,10 @@ from benchmark.results.incremental import MANIFEST
 
 TRUTH_FIGURES = {"toy_noise_0.2__truth.png", "toy_noise_0.2__truth_mislabelled.png"}
 FILE_FIGURES = {"toy_noise_0.2__file_post.npy.png", "toy_noise_0.2__file_post.npy_mislabelled.png"}
-ALL_FIGURES = TRUTH_FIGURES | FILE_FIGURES | {"auc_overview.png"}
+#: The figures over every group: the AUC overview and the across-settings heat map.
+#: (the overview is the dataset's, auc_overview_<dataset>.png, and its copy auc_overview.png)
+ACROSS = {"auc_overview.png", "auc_overview_toy_noise_0.2.png", "summary.png"}
+ALL_FIGURES = TRUTH_FIGURES | FILE_FIGURES | ACROSS
 
 
 def snapshot(folder: Path) -> dict[str, tuple[int, bytes]]:
@@ -65,7 +69,7 @@ def test_a_second_report_rewrites_nothing_and_says_so(folder: Path) -> None:
     assert list(again) == []
     assert changed(before, snapshot(folder)) == set()
     assert pngs(again.kept) == ALL_FIGURES
-    assert again.summary().startswith("report: 0 figures redrawn, 5 up to date; 0 other files written, ")
+    assert again.summary().startswith("report: 0 figures redrawn, 7 up to date; 0 other files written, ")
 
 
 def test_a_change_no_figure_or_page_shows_rewrites_only_the_manifest(folder: Path) -> None:
@@ -78,29 +82,31 @@ def test_a_change_no_figure_or_page_shows_rewrites_only_the_manifest(folder: Pat
     assert changed(before, snapshot(folder)) == {f"plots/{MANIFEST}"}
 
 
-def test_one_group_s_change_redraws_its_figures_and_the_overview_only(folder: Path) -> None:
+def test_one_group_s_change_redraws_its_figures_and_the_overview_and_summary_only(folder: Path) -> None:
     runs, curves = make_tables()
     gone = (runs["learner"] == TRUTH) & (runs["strategy"] == EQ2)
     curves = curves[~curves["config_hash"].isin(runs.loc[gone, "config_hash"])]
     before = snapshot(folder)
     again = report.write_report(folder, runs[~gone], curves)
-    assert pngs(again) == TRUTH_FIGURES | {"auc_overview.png"}
+    assert pngs(again) == TRUTH_FIGURES | ACROSS
     assert pngs(again.kept) == FILE_FIGURES
     touched = changed(before, snapshot(folder))
     figures = {
         Path(rel).with_suffix(".png").name for rel in touched if rel.endswith((".png", ".svg", ".pdf"))
     }
-    assert figures == TRUTH_FIGURES | {"auc_overview.png"}
-    assert len([rel for rel in touched if rel.endswith((".png", ".svg", ".pdf"))]) == 9
-    # the pages show the group's table, and the learners table its eq2 AUC
+    assert figures == TRUTH_FIGURES | ACROSS
+    assert len([rel for rel in touched if rel.endswith((".png", ".svg", ".pdf"))]) == 15
+    # the pages show the group's table, the learners table its eq2 AUC, the summary its ranks
     assert {rel for rel in touched if not rel.startswith("plots/")} == {
         "leaderboard.csv",
         "leaderboard.md",
         "leaderboard.html",
         "learners.csv",
         "learners.md",
+        "summary.csv",
+        "summary.md",
     }
-    assert again.summary().startswith("report: 3 figures redrawn, 2 up to date;")
+    assert again.summary().startswith("report: 5 figures redrawn, 2 up to date;")
 
 
 def test_a_change_of_the_drawing_code_redraws_every_figure(
@@ -141,7 +147,7 @@ def test_the_manifest_is_the_same_for_the_same_results(base: Path, tmp_path: Pat
     assert json.dumps(content, sort_keys=True, indent=1) + "\n" == text
     assert str(tmp_path) not in text and str(base) not in text
     figures = {Path(rel).name for rel in content["files"]}
-    assert {Path(n).with_suffix(".png").name for n in figures} == ALL_FIGURES and len(figures) == 15
+    assert {Path(n).with_suffix(".png").name for n in figures} == ALL_FIGURES and len(figures) == 21
     assert set(content["pages"]) >= {"leaderboard.csv", "leaderboard.md", "leaderboard.html"}
 
 
@@ -157,13 +163,13 @@ def test_publish_twice_rewrites_nothing_and_a_change_rewrites_what_shows_it(tmp_
     before = snapshot(tmp_path)
     again = publish(results, site)
     assert list(again) == [] and changed(before, snapshot(tmp_path)) == set()
-    assert again.summary().startswith("site: 0 figures copied, 5 up to date; 0 other files written, ")
+    assert again.summary().startswith("site: 0 figures copied, 7 up to date; 0 other files written, ")
 
     gone = (runs["learner"] == TRUTH) & (runs["strategy"] == EQ2)
     runs[~gone].to_parquet(results / "runs.parquet")
     before = snapshot(site)
     publish(results, site)
     touched = changed(before, snapshot(site))
-    assert {Path(rel).name for rel in touched if rel.endswith(".png")} == TRUTH_FIGURES | {"auc_overview.png"}
+    assert {Path(rel).name for rel in touched if rel.endswith(".png")} == TRUTH_FIGURES | ACROSS
     assert "group-toy_noise_0.2__truth.html" in touched
     assert "group-toy_noise_0.2__file_post.npy.html" not in touched

@@ -1,6 +1,12 @@
 """The published static site (benchmark.report.site, ``alcbench publish``): self-contained pages whose
-every link and image resolves, and, in a real headless Chromium, sortable and filterable tables
-and a phone layout that keeps the AUC column on screen."""
+every link and image resolves, the index opening with the best strategy per setting, failed cells
+grouped by reason, no machine's absolute path on any page, and, in a real headless Chromium,
+sortable and filterable tables, tables that fit 1400 px and a phone layout (390 px) that keeps
+rank, strategy, AUC and efficiency whole on screen.
+
+``ALCBENCH_SITE=results/site`` checks the layout of that published site instead of the test's own;
+``ALCBENCH_SCREENSHOTS=docs/screenshots`` saves the screenshots the layout test takes there
+(otherwise into ``$ALCBENCH_SITE/screenshots``, or a temporary folder)."""
 
 from __future__ import annotations
 
@@ -15,6 +21,8 @@ import pytest
 
 from benchmark import registry
 from benchmark.cli import main
+from benchmark.dataroot import user_cache_dir
+from benchmark.report.site_skipped import machine_paths, scrub_paths
 from benchmark.results.plots import safe_name
 
 DATASETS = ("cifar10h[n=300,temperature=10]", "cifar10h[n=300,temperature=2]")
@@ -72,15 +80,31 @@ def check_references_resolve(site: Path) -> None:
 
 def test_index_orders_groups_numerically_and_lists_what_did_not_run(site: Path) -> None:
     index = (site / "index.html").read_text(encoding="utf-8")
-    first, second = (index.index(f"{spec} — learner") for spec in reversed(DATASETS))
-    assert first < second  # temperature=2 before temperature=10, although run second
+    groups = [p.name for p in _group_pages(site)]
+    # temperature=2 before temperature=10, although run second
+    assert [safe_name(spec) in name for spec in reversed(DATASETS) for name in groups] == [1, 0, 0, 1]
     assert "Not run, and why" in index and "cifar10h[n=200,temperature=2]" in index
-    # each card's headline: the best strategy besides the oracle, with AUC and efficiency
-    cards = re.findall(r'<div class="card">(.*?)</div></div>', index)
-    assert len(cards) == 2
-    assert all("best: " in c and "× Random" in c and "oracle" not in c.split("best: ")[1] for c in cards)
     footer = index.split("<footer>")[1]
     assert "commit" in footer and "numpy" in footer and "CPU cores" in footer
+
+
+def test_index_opens_with_the_best_strategy_per_setting_and_folds_the_terms(site: Path) -> None:
+    index = (site / "index.html").read_text(encoding="utf-8")
+    main_ = index.split("<main>")[1]
+    assert main_.index('<table class="sortable" id="best">') < min(
+        main_.index(marker) for marker in ("<h2>", "<figure>", "<details")
+    )
+    table = main_.split('id="best">')[1].split("</table>")[0]
+    heads = re.findall(r"<th(?: [^>]*)?>(.*?)</th>", table)
+    assert heads == ["setting", "best strategy", "AUC", "vs Random"]
+    rows = re.findall(r"<tr>(.*?)</tr>", table.split("<tbody>")[1])
+    assert len(rows) == 2
+    for row in rows:
+        cells = re.findall(r"<td[^>]*>(.*?)</td>", row)
+        text = [re.sub(r"<[^>]+>", "", c) for c in cells]
+        assert not text[1].startswith("oracle") and "±" in text[2] and "×" in text[3]
+    assert '<details class="terms"><summary>Terms</summary>' in main_
+    assert "Efficiency:" not in main_.split("<details")[0]  # the glossary is folded, below the headline
 
 
 def test_figures_come_with_svg_and_pdf(site: Path) -> None:
@@ -88,9 +112,68 @@ def test_figures_come_with_svg_and_pdf(site: Path) -> None:
         assert png.with_suffix(".svg").is_file() and png.with_suffix(".pdf").is_file()
 
 
-def test_skipped_page_gives_the_full_reasons(site: Path) -> None:
+def test_skipped_page_groups_the_cells_by_reason_with_relative_paths(site: Path) -> None:
     text = (site / "skipped.html").read_text(encoding="utf-8")
-    assert "cifar10h[n=200,temperature=2] / smallcnn" in text and "<pre>" in text
+    entries = re.findall(r'<li id="reason-\d+">(.*?)</details></li>', text, re.S)
+    assert len(entries) == 1  # one cell, one reason
+    assert "1 cell skipped</strong> in 1 setting: cifar10h[n=200,temperature=2] / smallcnn" in entries[0]
+    assert "<pre>" in entries[0] and "<details><summary>the cell</summary>" in entries[0]
+    # the data root the run searched (gone by now) and the user cache, named, not spelt out
+    plain = re.sub(r"<[^>]+>", "", text)
+    assert "&lt;data root&gt;/" in plain and "&lt;user cache&gt;/data/" in plain
+
+
+def test_no_page_shows_a_machine_path(site: Path) -> None:
+    check_no_machine_paths(site, extra=[site.parent])
+
+
+def check_no_machine_paths(site: Path, extra: list[Path] = ()) -> None:  # type: ignore[assignment]
+    """No page holds an absolute path of this machine: the data roots, the user cache, the
+    project, the home and temporary folders, ``/work/...``."""
+    project = Path(__file__).resolve().parents[1]
+    places = [user_cache_dir(), project, Path.home(), Path("/tmp"), Path("/work"), *extra]
+    for page in _pages(site):
+        text = page.read_text(encoding="utf-8")
+        assert not machine_paths(text), f"{page.name}: {machine_paths(text)}"
+        for place in places:
+            found = re.search(r"(?<![\w.~/:-])" + re.escape(str(place)) + r"(?=/|[\s<\"']|$)", text)
+            assert not found, f"{page.name} shows {found.group(0) if found else ''}"
+
+
+def test_scrub_paths_rewrites_every_absolute_path_relative_to_a_named_place() -> None:
+    prefixes = [("/home/ann/.cache/alcbench", "<user cache>"), ("/srv/proj", "<project>"),
+                ("/home/ann", "~"), ("/tmp", "<tmp>")]  # fmt: skip
+    error = (
+        "NIH images not found. Looked for:\n"
+        "  /mnt/big/data/noisy_pneumonia/nih/images\n  /mnt/big/data/nih/images\n"
+        "  /home/ann/.cache/alcbench/data/noisy_pneumonia/nih/images\n"
+        "  /home/ann/.cache/alcbench/data/nih/images\n"
+        "Put them in <data root>/nih/; see https://nihcc.app.box.com/v/ChestXray-NIHCC."
+    )
+    assert scrub_paths(error, prefixes=prefixes) == (
+        "NIH images not found. Looked for:\n"
+        "  <data root>/noisy_pneumonia/nih/images\n  <data root>/nih/images\n"
+        "  <user cache>/data/noisy_pneumonia/nih/images\n  <user cache>/data/nih/images\n"
+        "Put them in <data root>/nih/; see https://nihcc.app.box.com/v/ChestXray-NIHCC."
+    )
+    # a file that is one candidate's tail and another's name: only the common prefix is a root
+    mapping = (
+        "Looked for:\n  /d/r/rsna/m.json\n  /d/r/m.json\n"
+        "  /root/.cache/alcbench/data/rsna/m.json\n  /root/.cache/alcbench/data/m.json"
+    )
+    lines = scrub_paths(mapping, prefixes=[]).split("\n")
+    assert lines[1:3] == ["  <data root>/rsna/m.json", "  <data root>/m.json"]
+    assert "<user cache>/data/rsna/m.json" in scrub_paths(mapping, prefixes=[])  # another user's cache
+    other = "in /srv/proj/benchmark/x.py, /home/ann/notes, /tmp/a/b, /work/shared/data/nih/images."
+    assert scrub_paths(other, prefixes=prefixes) == (
+        "in <project>/benchmark/x.py, ~/notes, <tmp>/a/b, …/nih/images."
+    )
+    # HTML: labels escaped; tags, relative paths, fractions and URLs left alone; idempotent
+    page = '<pre>/tmp/x/y</pre><td>3/5 seeds</td> wrong / ambiguous <a href="plots/a.png">'
+    scrubbed = scrub_paths(page, escaped=True, prefixes=prefixes)
+    assert scrubbed == page.replace("/tmp/x/y", "&lt;tmp&gt;/x/y")
+    assert scrub_paths(scrubbed, escaped=True, prefixes=prefixes) == scrubbed
+    assert machine_paths(scrubbed, prefixes) == [] and machine_paths(page, prefixes) == ["/tmp/x/y"]
 
 
 def test_same_results_give_the_same_site(site: Path, tmp_path: Path) -> None:
@@ -219,16 +302,93 @@ def test_phone_width_keeps_the_auc_column_on_screen(site: Path, browser) -> None
             assert 0 < right <= inner
 
 
-@pytest.mark.skipif(not os.environ.get("ALCBENCH_SITE"), reason="set ALCBENCH_SITE to a published site")
-def test_screenshots_of_a_published_site(browser) -> None:
-    """``make screenshots``: the index and one group page of ``$ALCBENCH_SITE`` at desktop and
-    phone widths, written to its ``screenshots/`` folder."""
-    site = Path(os.environ["ALCBENCH_SITE"])
-    group = sorted(site.glob("group-*.html"))[0]
-    folder = site / "screenshots"
-    folder.mkdir(exist_ok=True)
-    for page, name in ((site / "index.html", "index"), (group, "group")):
-        for width, height, device in ((1280, 1000, "desktop"), (390, 844, "phone")):
+DESKTOP, PHONE = (1400, 1000), (390, 844)
+#: Per page kind: the main table and the columns a phone keeps whole on screen.
+MAIN_TABLES = {"index": ("best", ("setting", "AUC", "vs Random")),
+               "group": ("leaderboard", ("rank", "strategy", "AUC", "efficiency"))}  # fmt: skip
+
+_TABLE_METRICS = """
+const t = document.getElementById(arguments[0]), wrap = t.parentElement;
+const heads = Array.from(t.tHead.rows[0].cells);
+const shown = c => getComputedStyle(c).display !== 'none';
+const box = e => { const r = e.getBoundingClientRect(); return [r.left, r.right]; };
+const cells = {};
+for (const name of arguments[1]) {
+  const i = heads.findIndex(h => h.textContent === name);
+  cells[name] = i < 0 ? null : Array.from(t.tBodies[0].rows).map(r => {
+    const c = r.cells[i];
+    return {shown: shown(c), box: box(c), scroll: c.scrollWidth, client: c.clientWidth, text: c.textContent,
+            pieces: Array.from(c.querySelectorAll('span')).filter(shown).map(box)};
+  });
+}
+return {inner: window.innerWidth, page: document.documentElement.scrollWidth,
+        table: box(t), wrap: box(wrap), wrapScroll: wrap.scrollWidth, wrapClient: wrap.clientWidth,
+        hidden: heads.filter(h => !shown(h)).map(h => h.textContent),
+        heads: heads.filter(shown).map(h => [h.textContent, ...box(h)]), cells: cells};
+"""
+
+
+@pytest.fixture(scope="module")
+def layout_site(request: pytest.FixtureRequest) -> Path:
+    """``$ALCBENCH_SITE`` when set, else the test's own site."""
+    env = os.environ.get("ALCBENCH_SITE")
+    return Path(env) if env else request.getfixturevalue("site")
+
+
+def _group_pages(site: Path) -> list[Path]:
+    """The group pages in the index's order (the first is the one the screenshots show)."""
+    index = (site / "index.html").read_text(encoding="utf-8")
+    named = dict.fromkeys(re.findall(r'href="(group-[^"]+\.html)"', index))
+    return [site / name for name in named]
+
+
+def check_layout(browser, page: Path, kind: str) -> None:
+    """At 1400 px the main table fits its container, every column shown; at 390 px the page does
+    not scroll sideways and the phone's columns are whole on screen, their text not clipped."""
+    table, keep = MAIN_TABLES[kind]
+    _open(browser, page, *DESKTOP)
+    m = browser.execute_script(_TABLE_METRICS, table, [])
+    assert m["wrapScroll"] <= m["wrapClient"], f"{page.name}: #{table} overflows at 1400 px: {m}"
+    assert m["table"][1] <= m["wrap"][1] + 0.5 and m["table"][1] <= m["inner"], (page.name, m["table"])
+    assert not m["hidden"], f"{page.name}: columns hidden at 1400 px: {m['hidden']}"
+    assert all(right <= m["wrap"][1] + 0.5 for _, _, right in m["heads"]), (page.name, m["heads"])
+    assert m["page"] <= m["inner"], f"{page.name} scrolls sideways at 1400 px"
+
+    _open(browser, page, *PHONE)
+    m = browser.execute_script(_TABLE_METRICS, table, list(keep))
+    assert m["page"] <= m["inner"], f"{page.name} scrolls sideways at 390 px ({m['page']} px wide)"
+    assert m["wrapScroll"] <= m["wrapClient"], f"{page.name}: #{table} overflows at 390 px"
+    for name in keep:
+        assert m["cells"][name] is not None, f"{page.name}: no column {name!r}"
+        for cell in m["cells"][name]:
+            left, right = cell["box"]
+            where = f"{page.name}: {name} cell {cell['text']!r} at 390 px"
+            assert cell["shown"] and 0 <= left and right <= m["inner"], f"{where}: {left}..{right}"
+            assert cell["scroll"] <= cell["client"], f"{where} is clipped: {cell}"
+            assert all(left - 0.5 <= a and b <= right + 0.5 for a, b in cell["pieces"]), f"{where}: {cell}"
+
+
+def _screenshot_folder(site: Path, tmp_path: Path) -> Path:
+    env = os.environ.get("ALCBENCH_SCREENSHOTS")
+    folder = Path(env) if env else site / "screenshots" if os.environ.get("ALCBENCH_SITE") else tmp_path
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def test_tables_fit_desktop_and_phone_widths_with_screenshots(
+    layout_site: Path, browser, tmp_path: Path
+) -> None:
+    """The index and every group page at 1400 × 1000 and 390 × 844 (:func:`check_layout`); the
+    index and the first group page are captured at both sizes (``make screenshots``)."""
+    site = layout_site
+    groups = _group_pages(site)
+    assert groups
+    for page in [site / "index.html", *groups]:
+        check_layout(browser, page, "index" if page.name == "index.html" else "group")
+    check_no_machine_paths(site)
+    folder = _screenshot_folder(site, tmp_path)
+    for page, name in ((site / "index.html", "index"), (groups[0], "group")):
+        for (width, height), device in ((DESKTOP, "desktop"), (PHONE, "phone")):
             _open(browser, page, width, height)
             path = folder / f"{name}-{device}.png"
             assert browser.save_screenshot(str(path)) and path.stat().st_size > 0

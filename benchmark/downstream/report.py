@@ -4,8 +4,8 @@ Written under ``OUT/downstream/``: the long tables ``training.csv``, ``selection
 ``candidates.csv`` (one row per fit or per scored label version), the aggregated
 ``downstream.md`` (also pasted into the leaderboard pages) and, per dataset, the figures
 ``plots/downstream_<dataset>.png`` (clean-set accuracy of the re-trained model against the
-budget spent, a band over seeds per strategy, the noisy-label and true-label models as
-reference lines) and ``plots/selection_<dataset>.png`` (Kendall's tau of the candidates'
+budget spent, the best strategies and Random with 95 % CIs over seeds, the noisy-label and
+true-label models as reference lines) and ``plots/selection_<dataset>.png`` (Kendall's tau of the candidates'
 ranking under each strategy's labels against the budget spent), drawn by
 :mod:`benchmark.downstream.figures`. Given the report's manifest, :func:`render` draws a figure
 again only when the summary rows it draws or the code that draws it changed, and writes
@@ -14,7 +14,7 @@ again only when the summary rows it draws or the code that draws it changed, and
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -33,6 +33,7 @@ from benchmark.results import incremental
 from benchmark.results.incremental import Manifest, write_if_changed
 from benchmark.results.leaderboard import mean_ci95
 from benchmark.results.plots import format_pm, markdown_table, safe_name
+from benchmark.results.styles import styles
 
 #: Tables of this stage, relative to a results folder.
 TRAINING_CSV = f"{DOWNSTREAM}/training.csv"
@@ -344,17 +345,29 @@ def write_downstream(out_dir: Path, result: DownstreamResult) -> list[Path]:
 
 
 #: The modules whose source is in the key of each downstream figure: what draws it.
-FIGURE_CODE = ("benchmark.downstream.figures", "benchmark.results.plots")
+FIGURE_CODE = (
+    "benchmark.downstream.figures",
+    "benchmark.results.plots",
+    "benchmark.results.styles",
+    "benchmark.results.names",
+)
 
 
 def render(
-    out_dir: Path, *, manifest: Manifest | None = None, draw: bool = True
+    out_dir: Path,
+    *,
+    manifest: Manifest | None = None,
+    draw: bool = True,
+    names: Mapping[str, Mapping[str, str]] | None = None,
+    highlight: Collection[str] = (),
 ) -> tuple[list[Section], list[str], list[Path]]:
     """The downstream sections and notes of ``out_dir``'s tables (none when the stage has not
     run), after writing ``downstream/downstream.md`` (when its bytes change) and the figures;
     and the paths written. With a ``manifest`` (:class:`benchmark.results.incremental.Manifest`)
     a figure is drawn only when its key (the summary rows it draws, :data:`FIGURE_CODE`)
-    changed or one of its files is missing; ``draw=False`` writes nothing."""
+    changed or one of its files is missing; ``draw=False`` writes nothing. The figures name
+    the plugins by ``names`` (:func:`benchmark.results.names.display_names`; their specs when
+    None) and draw the user's strategies and those ``highlight`` names strongly."""
     out_dir = Path(out_dir)
     paths = [out_dir / TRAINING_CSV, out_dir / SELECTION_CSV]
     if not all(p.is_file() for p in paths):
@@ -369,8 +382,11 @@ def render(
         return secs, notes, []
     code = incremental.code_fingerprint(*FIGURE_CODE)
     drawn: list[Path] = []
+    every = {str(x) for frame in (train_sum, sel_sum) if len(frame) for x in frame["strategy"]}
+    style = styles(sorted(every - {NOISY, TRUE}), highlight)
+    names = {kind: dict(names.get(kind, {})) for kind in ("dataset", "learner", "strategy")} if names else {}
     for sec in secs:
-        todo: list[tuple[str, str, pd.DataFrame, Callable[[Path, str, pd.DataFrame], Path]]] = []
+        todo: list[tuple[str, str, pd.DataFrame, Any]] = []
         if len(sec.training):
             todo.append(
                 ("training", sec.plots[0][0], train_sum[train_sum["dataset"] == sec.dataset], plot_training)
@@ -381,8 +397,10 @@ def render(
             )
         for kind, rel, rows, plot in todo:
             png = out_dir / rel
-            key = incremental.digest(kind, code, sec.dataset, rows)
-            drawn += incremental.draw_if_stale(manifest, png, key, partial(plot, png, sec.dataset, rows))
+            used = {x: style[x] for x in sorted(set(rows["strategy"].astype(str)) & set(style))}
+            key = incremental.digest(kind, code, sec.dataset, rows, used, names)
+            draw_it = partial(plot, png, sec.dataset, rows, used, names)
+            drawn += incremental.draw_if_stale(manifest, png, key, draw_it)
     path = out_dir / SUMMARY_MD
     data = ("# What cleaning buys downstream\n\n" + markdown(secs, notes, level=2, prefix="../")).encode()
     written = [path] if write_if_changed(path, data) else []

@@ -142,3 +142,28 @@ class TorchLearner(CrossFitLearner):
             "bf16": self.bf16,
             "threads": torch.get_num_threads() if self.device.type == "cpu" else None,
         }
+
+    def display_name(self) -> str:
+        """The learner in words, how its posteriors are made (always for the CNN family, else
+        when off the default), the training views averaged and any other parameter off its
+        default: ``"vanilla CNN, out-of-fold"``, ``"co-teaching CNNs, in-sample, 8 views"``,
+        ``"ResNet-50"``, ``"self-supervised (BYOL) + linear head"``."""
+        from benchmark.params import changed_params
+
+        kinds = {
+            "smallcnn": "vanilla CNN",
+            "coteaching": "co-teaching CNNs",
+            "elr": "CNN with ELR",
+            "resnet50": "ResNet-50",
+            "ssl": "self-supervised (BYOL) + linear head",
+        }
+        parts = [kinds.get(self.name, self.name)]
+        posteriors = self.params.get("posteriors")
+        default = self.parameters.get("posteriors", [None])[0]
+        if posteriors in ("insample", "oof") and (
+            (self.name in kinds and "views" in self.params) or posteriors != default
+        ):
+            parts.append("in-sample" if posteriors == "insample" else "out-of-fold")
+        if int(self.params.get("views") or 1) > 1:
+            parts.append(f"{self.params['views']} views")
+        return ", ".join(parts + changed_params(self, "posteriors", "views"))

@@ -136,3 +136,17 @@ class Ensemble(Learner):
             "seconds_this_call": round(time.perf_counter() - start, 2),
         }
         return Posteriors(probs=probs.astype(np.float32), stochastic=stacked, info=info)
+
+    def display_name(self) -> str:
+        """``"5-member ensemble, in-sample, 8 views"``: the members, the base learner unless it
+        is smallcnn, and the posteriors and views it passes on (else the base's defaults)."""
+        base = str(self.params["base"])
+        declared = registry.get("learner", base).parameters
+        posteriors = self.params["posteriors"] or declared.get("posteriors", [None])[0]
+        views = self.params["views"] or declared.get("views", [1])[0]
+        parts = [f"{self.params['members']}-member ensemble" + ("" if base == "smallcnn" else f" of {base}")]
+        if posteriors in ("insample", "oof"):
+            parts.append("in-sample" if posteriors == "insample" else "out-of-fold")
+        if views and int(views) > 1:
+            parts.append(f"{views} views")
+        return ", ".join(parts)

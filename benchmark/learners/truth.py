@@ -16,3 +16,6 @@ class TruthLearner(Learner):
 
     def fit_predict(self, task: CleaningTask, *, seed: int, progress: bool = True) -> Posteriors:
         return Posteriors(probs=task.true_dist.astype(np.float32), info={"kind": "truth"})
+
+    def display_name(self) -> str:
+        return "true label distribution (upper bound)"

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import html
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,11 +28,12 @@ import matplotlib.style
 import pandas as pd
 
 from benchmark.downstream import report as downstream_report
-from benchmark.report.figures import Figure, draw_stale, group_figures, overview_figure
+from benchmark.report.figures import draw_stale, report_figures
 from benchmark.results import incremental, plots
 from benchmark.results.incremental import MANIFEST, Manifest, Written, figure_files, write_if_changed
 from benchmark.results.leaderboard import curve_bands, group_info, group_key, is_finite, leaderboard
 from benchmark.results.learner_summary import learner_summary, summary_markdown
+from benchmark.results.names import display_names, named_title, user_strategies
 from benchmark.results.plots import format_pm, markdown_table, safe_name
 from benchmark.results.tables import CELL, GROUP
 from benchmark.simulation.diagnostics import PICK_COLUMNS
@@ -187,9 +188,13 @@ class Section:
     file_name: str
     table: pd.DataFrame
     failures: list[str]
+    #: The title in display names (:func:`benchmark.results.names.group_title`): figures, cards.
+    display_title: str = ""
 
 
-def sections(runs: pd.DataFrame, board: pd.DataFrame) -> list[Section]:
+def sections(
+    runs: pd.DataFrame, board: pd.DataFrame, shown: Mapping[str, Mapping[str, str]] | None = None
+) -> list[Section]:
     """One section per group seen in ``runs``, including groups none of whose runs succeeded."""
     groups = sorted(
         {(str(d), str(learner)) for d, learner in runs[GROUP].itertuples(index=False)}, key=group_key
@@ -201,6 +206,7 @@ def sections(runs: pd.DataFrame, board: pd.DataFrame) -> list[Section]:
     }
     failures = _failures(runs)
     target_label = _target_label(board)
+    named = shown if shown is not None else display_names(runs)
     sections = []
     for dataset, learner in groups:
         rows = board[(board["dataset"] == dataset) & (board["learner"] == learner)]
@@ -214,6 +220,7 @@ def sections(runs: pd.DataFrame, board: pd.DataFrame) -> list[Section]:
                 file_name=names[(dataset, learner)],
                 table=_display_table(rows, target_label),
                 failures=listed,
+                display_title=named_title(named, dataset, learner, info[(dataset, learner)]),
             )
         )
     return sections
@@ -293,8 +300,9 @@ def group_rows(board: pd.DataFrame, section: Section) -> pd.DataFrame:
     return board[(board["dataset"] == section.dataset) & (board["learner"] == section.learner)]
 
 
-#: The names of a group's figures in a report's ``plots/`` (``<dataset>__<learner>...``).
-GROUP_FIGURES = ("*__*.png", "*__*.svg", "*__*.pdf")
+#: The names of a group's figures in a report's ``plots/`` (``<dataset>__<learner>...``) and of
+#: a dataset's AUC overview pages (``auc_overview_<dataset>...``).
+GROUP_FIGURES = tuple(f"{stem}.{ext}" for stem in ("*__*", "auc_overview_*") for ext in ("png", "svg", "pdf"))
 
 
 def prune_stale(folder: Path, patterns: Sequence[str], written: Sequence[Path]) -> list[Path]:
@@ -323,10 +331,13 @@ DOWNSTREAM_INPUTS = (
 )
 
 
-def report_inputs(out_dir: Path, runs: pd.DataFrame, curves: pd.DataFrame) -> str:
+def report_inputs(
+    out_dir: Path, runs: pd.DataFrame, curves: pd.DataFrame, highlight: Collection[str] = ()
+) -> str:
     """The key of everything a report of ``out_dir`` reads: the two tables (columns in name
     order; the curves' selected samples left out), the downstream tables, the source of the
-    whole package and the library versions. Equal keys give equal reports."""
+    whole package, the library versions, the plugins' display names, the user's strategies and
+    the ``--highlight`` names. Equal keys give equal reports."""
     out_dir = Path(out_dir)
     extra = [
         (rel, (out_dir / rel).read_bytes() if (out_dir / rel).is_file() else None)
@@ -339,11 +350,19 @@ def report_inputs(out_dir: Path, runs: pd.DataFrame, curves: pd.DataFrame) -> st
         runs[sorted(runs.columns)],
         points[sorted(points.columns)],
         extra,
+        display_names(runs),
+        sorted(user_strategies(runs["strategy"].astype(str))) if "strategy" in runs else [],
+        sorted(set(highlight)),
     )
 
 
 def write_report(
-    out_dir: Path, runs: pd.DataFrame, curves: pd.DataFrame, *, inputs: str | None = None
+    out_dir: Path,
+    runs: pd.DataFrame,
+    curves: pd.DataFrame,
+    *,
+    inputs: str | None = None,
+    highlight: Collection[str] = (),
 ) -> Written:
     """Writes the leaderboard (csv, md, html) and the plots into ``out_dir``.
 
@@ -353,8 +372,10 @@ def write_report(
     :func:`benchmark.results.learner_summary.learner_summary`), and under ``plots/``:
     ``<group>.png`` (label accuracy against annotations, mean ± 95 % CI over seeds),
     ``<group>_mislabelled.png`` (mislabelled samples left, clear and ambiguous) for each group
-    with successful runs, and ``auc_overview.png``; the figures of groups an earlier report
-    drew and this one has not are removed. ``<group>`` is ``<dataset>__<learner>``
+    with successful runs, and the AUC overview (:mod:`benchmark.report.figures`); the figures
+    of groups an earlier report drew and this one has not are removed. The user's strategies
+    and those ``highlight`` names (``--highlight``) stand out in every figure
+    (:mod:`benchmark.results.styles`). ``<group>`` is ``<dataset>__<learner>``
     with characters other than letters, digits and ``. _ -`` replaced. ``plots/manifest.json``
     holds the keys that let the next report skip what has not changed (see the module's
     docstring); ``inputs`` is :func:`report_inputs` of these tables when the caller has it.
@@ -366,36 +387,25 @@ def write_report(
     folder = out_dir / "plots"
     folder.mkdir(parents=True, exist_ok=True)
     manifest = Manifest(folder / MANIFEST, out_dir)
-    inputs = inputs or report_inputs(out_dir, runs, curves)
+    inputs = inputs or report_inputs(out_dir, runs, curves, highlight)
     if manifest.up_to_date(inputs):
         kept = manifest.keep_all(inputs)
         prune_stale(folder, GROUP_FIGURES, kept)
         return Written([], kept)
     board = leaderboard(runs, curves)
-    groups = sections(runs, board)
+    named = display_names(runs)
+    groups = sections(runs, board, named)
     bands = curve_bands(runs, curves, board)
-    styles = plots.styles(board["strategy"].astype(str))
-
-    figures: list[Figure] = []
-    for s in groups:
-        rows = group_rows(board, s)
-        if not len(rows):
-            continue
-        budget = rows["budget"].iloc[0]
-        gc = plots.group_curves(
-            bands[(bands["dataset"] == s.dataset) & (bands["learner"] == s.learner)],
-            float(budget) if pd.notna(budget) else math.nan,
-        )
-        figures += group_figures(folder, s.file_name, s.title, gc, rows, styles)
+    styles = plots.styles(board["strategy"].astype(str), highlight)
+    figures = report_figures(folder, groups, board, bands, styles, named)
     with_plots = {s.file_name for s in groups if len(group_rows(board, s))}
-    if len(board):
-        panels = [(s.title, group_rows(board, s)) for s in groups]
-        figures.append(overview_figure(folder, [(t, r) for t, r in panels if len(r)], styles))
     drawn = draw_stale(figures, manifest)
 
     summary = learner_summary(runs, board)
     with matplotlib.style.context("default"):
-        down_sections, down_notes, down_files = downstream_report.render(out_dir, manifest=manifest)
+        down_sections, down_notes, down_files = downstream_report.render(
+            out_dir, manifest=manifest, names=named, highlight=highlight
+        )
     md = _markdown(groups, with_plots)
     page = _html(groups, with_plots)
     if down_sections or down_notes:
@@ -411,6 +421,13 @@ def write_report(
             ("learners.csv", summary.to_csv(index=False, lineterminator="\n")),
             ("learners.md", "# Learners\n\n" + LEARNERS_PREAMBLE + "\n\n" + summary_markdown(summary)),
         ]
+    # --- Across settings (benchmark.report.summary_section): summary.csv / summary.md, the heat
+    # map, and the section at the top of leaderboard.md and leaderboard.html
+    from benchmark.report import summary_section
+
+    pages, across_drawn = summary_section.add_to_report(folder, runs, pages, manifest)
+    drawn += across_drawn
+    # --- end Across settings
     written: list[Path] = []
     for name, text in pages:
         path, data = out_dir / name, text.encode("utf-8")

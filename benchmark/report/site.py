@@ -3,16 +3,21 @@
 Pages (flat in ``OUT``, so that every link is a plain relative path and the site works from
 ``file://`` and any static host; no CDN, no network, no external font):
 
-- ``index.html``: one card per (dataset, learner) group with its headline (the best strategy
-  other than the oracle, its AUC and efficiency against Random), T=2 before T=10; the AUC
-  overview; the per-learner summary; datasets with no successful run in one "not run, and why"
-  list;
+- ``index.html``: first the headline, a table of the best strategy other than the oracle per
+  (dataset, learner) setting with its AUC and efficiency against Random, T=2 before T=10; the
+  terms (folded); the per-learner summary; the AUC overview; datasets with no successful run in
+  one "not run, and why" list;
 - ``group-<name>.html``: per group, the leaderboard as a table that sorts by any column (click
   its header) with a filter box, the curves (PNG, with SVG and PDF links), its failed or
   skipped cells;
 - ``downstream.html``: the downstream tables and figures (:mod:`benchmark.downstream.report`),
   when the results hold them;
-- ``skipped.html``: every failed or skipped cell with its full reason.
+- ``skipped.html``: the failed or skipped cells, one entry per distinct reason
+  (:mod:`benchmark.report.site_skipped`).
+
+No page shows a machine's absolute paths: each is rewritten relative to the data root, the user
+cache, the project, the home or the temporary folder (:func:`benchmark.report.site_skipped.scrub_paths`,
+a last sweep over every page's HTML before it is written).
 
 Every page has a provenance footer (commits, package versions, the commit date, the machine
 that published it) and a layout for phones: on a narrow screen the tables keep the rank,
@@ -31,10 +36,12 @@ An up-to-date report (see :mod:`benchmark.report.pages`) costs about nothing to 
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 
 from benchmark.downstream import report as downstream_report
 from benchmark.report import pages as report
+from benchmark.report.figures import overview_pages
 from benchmark.report.site_pages import (
     Page,
     downstream_fragment,
@@ -43,8 +50,8 @@ from benchmark.report.site_pages import (
     page_document,
     page_footer,
     page_nav,
-    skipped_body,
 )
+from benchmark.report.site_skipped import machine_prefixes, scrub_paths, skipped_body
 from benchmark.report.site_style import CSS, JS
 from benchmark.results import incremental, plots
 from benchmark.results.incremental import MANIFEST, Manifest, Written, write_if_changed
@@ -52,20 +59,24 @@ from benchmark.results.leaderboard import leaderboard
 from benchmark.results.tables import load_tables
 
 
-def publish(results_dir: Path, site_dir: Path, *, refresh_report: bool = True) -> Written:
+def publish(
+    results_dir: Path, site_dir: Path, *, refresh_report: bool = True, highlight: Collection[str] = ()
+) -> Written:
     """Writes the site of ``results_dir`` into ``site_dir``; returns the files written (a
     :class:`benchmark.results.incremental.Written`: ``kept`` lists the site's files left as
     they were). The report (whose figures the pages show) is written first, unless
-    ``refresh_report`` is False because the caller just wrote it."""
+    ``refresh_report`` is False because the caller just wrote it; ``highlight`` names the
+    strategies its figures draw strongly besides the user's (``--highlight``)."""
     results_dir, site_dir = Path(results_dir), Path(site_dir)
     runs, curves = load_tables(results_dir)
-    inputs = report.report_inputs(results_dir, runs, curves)
+    inputs = report.report_inputs(results_dir, runs, curves, highlight)
     if refresh_report:
-        report.write_report(results_dir, runs, curves, inputs=inputs)
+        report.write_report(results_dir, runs, curves, inputs=inputs, highlight=highlight)
     footer = page_footer(runs)
     report_manifest = results_dir / "plots" / MANIFEST
+    prefixes = machine_prefixes()
     key = incremental.digest(
-        inputs, report_manifest.read_bytes() if report_manifest.is_file() else None, footer
+        inputs, report_manifest.read_bytes() if report_manifest.is_file() else None, footer, prefixes
     )
     manifest = Manifest(site_dir / MANIFEST, site_dir)
     if manifest.up_to_date(key):
@@ -93,7 +104,12 @@ def publish(results_dir: Path, site_dir: Path, *, refresh_report: bool = True) -
 
     files: list[tuple[Path, bytes]] = []
     figures = [f"plots/{s.file_name}{suffix}" for s in shown for suffix in ("", "_mislabelled")]
+    # the AUC overview, one per dataset, and its copy under the name earlier sites had
+    figures += [f"plots/{stem}" for stem, _, _ in overview_pages(shown, board)]
     figures += ["plots/auc_overview"] if shown else []
+    from benchmark.report import summary_section  # the "Across settings" heat map
+
+    figures += summary_section.site_figures(runs)
     for stem in figures:
         for ext in (".png", ".svg", ".pdf"):
             files.append((site_dir / f"{stem}{ext}", _read_figure(results_dir / f"{stem}{ext}")))
@@ -105,7 +121,7 @@ def publish(results_dir: Path, site_dir: Path, *, refresh_report: bool = True) -
     for asset, text in (("assets/site.css", CSS), ("assets/site.js", JS)):
         files.append((site_dir / asset, text.encode()))
     for page in pages:
-        files.append((site_dir / page.name, page_document(page, nav, footer).encode("utf-8")))
+        files.append((site_dir / page.name, _scrubbed(page_document(page, nav, footer), prefixes)))
     written: list[Path] = []
     for path, data in files:
         if write_if_changed(path, data):
@@ -122,6 +138,12 @@ def publish(results_dir: Path, site_dir: Path, *, refresh_report: bool = True) -
 def _prune(site_dir: Path, produced: list[Path]) -> None:
     report.prune_stale(site_dir, ("group-*.html",), produced)
     report.prune_stale(site_dir / "plots", report.GROUP_FIGURES, produced)
+
+
+def _scrubbed(document: str, prefixes: list[tuple[str, str]]) -> bytes:
+    """The page with no absolute machine path left (the final sweep: the data roots, the user
+    cache, the project, home and temporary folders, any ``/work``, ``/home``, ...)."""
+    return scrub_paths(document, escaped=True, prefixes=prefixes).encode("utf-8")
 
 
 def _read_figure(source: Path) -> bytes:

@@ -1,15 +1,22 @@
 """Comparison figures, drawn from the aggregated frames of :mod:`benchmark.results.leaderboard`.
 
-Every function takes DataFrames (or arrays from them) and writes one PNG atomically; the same
-frames give byte-identical files (no software version or timestamp in the PNG metadata, and
-matplotlib's default style rather than the user's matplotlibrc, set by the caller).
+Every function takes DataFrames (or arrays from them) and writes one PNG atomically, with an SVG
+and a PDF beside it; the same frames give byte-identical files (no software version or
+timestamp in the metadata, and matplotlib's default style rather than the user's matplotlibrc,
+set by the caller, with :data:`PAPER_RC` on top).
+
+The figures are sized for a paper: a single-panel curve figure is one journal column wide
+(:data:`NARROW`, 3.5 in), a two-panel one two columns (:data:`WIDE`, 7 in), no font is below
+:data:`MIN_FONT` pt at that size, titles wrap between words
+(:func:`benchmark.results.names.wrap`), and the legend sits below the axes, the highlighted
+strategies first (:mod:`benchmark.results.styles`). Strategies, datasets and learners are
+named by their display names (:mod:`benchmark.results.names`) where the caller gives them.
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
-from collections.abc import Iterable
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,15 +27,56 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.typing import ColorType
+from matplotlib.patheffects import Normal, Stroke
 
 from benchmark.atomic import atomic_path
-from benchmark.results.leaderboard import BAND_SERIES, ORACLE, RANDOM, is_finite
+from benchmark.results.leaderboard import BAND_SERIES, is_finite
+from benchmark.results.names import name_of, split_active, wrap
+from benchmark.results.styles import (  # noqa: F401 - re-exported: the styles' old home
+    ACTIVE_MARK,
+    DASHES,
+    EMPHASISED,
+    KNOWN_COLOURS,
+    MAX_STRONG,
+    PALETTE,
+    Style,
+    emphasis,
+    faded,
+    legend_order,
+    strategy_style,
+    strategy_styles,
+    styles,
+)
 
 _DPI = 120
 # No software version or timestamp in the PNG, so unchanged results give unchanged bytes.
 _PNG_METADATA: dict[str, str | None] = {"Software": None}
-_CURVE_SIZE = (12.0, 6.0)
+#: A journal column and a page's text width (inches).
+NARROW, WIDE = 3.5, 7.0
+#: Resolution of the report's PNGs: a column-wide figure is 840 px across.
+PAPER_DPI = 240
+#: The smallest font (points at the figure's size).
+MIN_FONT = 7.0
+#: Characters per line of a title (8 pt) and of a legend entry (7 pt) across a column.
+TITLE_CHARS, LEGEND_CHARS = 52, 54
+PAPER_RC: Any = {
+    "font.size": 8.0,
+    "axes.titlesize": 8.0,
+    "axes.labelsize": 8.0,
+    "figure.titlesize": 8.0,
+    "xtick.labelsize": MIN_FONT,
+    "ytick.labelsize": MIN_FONT,
+    "legend.fontsize": MIN_FONT,
+    "legend.title_fontsize": MIN_FONT,
+    "axes.linewidth": 0.6,
+    "xtick.major.width": 0.6,
+    "ytick.major.width": 0.6,
+    "xtick.major.size": 2.5,
+    "ytick.major.size": 2.5,
+    "grid.linewidth": 0.5,
+    "legend.handlelength": 2.4,
+    "pdf.fonttype": 42,  # TrueType in the PDF: what journals ask for
+}
 
 
 def format_pm(mean: object, ci: object, digits: int) -> str:
@@ -60,69 +108,6 @@ def markdown_table(df: pd.DataFrame) -> str:
 
 
 @dataclass(frozen=True)
-class Style:
-    color: ColorType
-    linestyle: str | tuple[int, tuple[int, ...]]
-    linewidth: float
-    zorder: float
-
-
-def _base_name(spec: str) -> str:
-    return spec.split("[", 1)[0].strip()
-
-
-#: Colours of the built-in strategies, by spec: a strategy looks the same in every figure and
-#: every run, whatever else is plotted beside it.
-KNOWN_COLOURS: dict[str, str] = {
-    "loss": "#1f77b4",
-    "eq2[hinge=0.3]": "#d62728",
-    "eq2[hinge=None]": "#ff7f0e",
-    "entropy": "#9467bd",
-    "bald": "#2ca02c",
-    "cleanlab[method=self_confidence]": "#8c564b",
-    "cleanlab[method=normalized_margin]": "#e377c2",
-    "cleanlab[method=confidence_weighted_entropy]": "#17becf",
-}
-#: Colours of other strategies (a user's), picked by a hash of the spec alone: tab20's light
-#: shades and Dark2, without greys and without the colours above.
-PALETTE: tuple[str, ...] = (
-    "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#dbdb8d",
-    "#9edae5", "#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d",
-)  # fmt: skip
-#: Line styles of other strategies, by a second hash, so two that share a colour still differ.
-DASHES: tuple[str | tuple[int, tuple[int, ...]], ...] = ("-", (0, (6, 2)), (0, (2, 1)), (0, (6, 2, 1, 2)))
-#: Suffix of the active twin of a strategy (see :class:`benchmark.config.CellConfig`).
-ACTIVE_MARK = " (active"
-
-
-def strategy_style(spec: str) -> Style:
-    """The style of one strategy, a function of its spec alone.
-
-    Random is black dashed and the oracle grey dash-dotted, drawn on top; a built-in strategy
-    has its :data:`KNOWN_COLOURS` entry, any other a :data:`PALETTE` colour and a
-    :data:`DASHES` style chosen by a hash of its spec; an active run is drawn dotted in its
-    static twin's colour.
-    """
-    static, _, _ = spec.partition(ACTIVE_MARK)
-    static = static.strip()
-    active = static != spec
-    base = _base_name(static)
-    if base == RANDOM:
-        return Style("black", ":" if active else "--", 1.8, 3.0)
-    if base == ORACLE:
-        return Style("0.45", "-.", 1.8, 3.0)
-    digest = hashlib.sha256(static.encode()).digest()
-    colour = KNOWN_COLOURS.get(static) or PALETTE[digest[0] % len(PALETTE)]
-    dash = DASHES[0] if static in KNOWN_COLOURS else DASHES[digest[1] % len(DASHES)]
-    return Style(colour, ":" if active else dash, 1.5, 2.0)
-
-
-def styles(strategies: Iterable[str]) -> dict[str, Style]:
-    """:func:`strategy_style` of each strategy spec."""
-    return {s: strategy_style(s) for s in sorted(set(strategies))}
-
-
-@dataclass(frozen=True)
 class GroupCurves:
     """One group's mean curves and bands on its grid (from :func:`group_curves`)."""
 
@@ -149,25 +134,12 @@ def group_curves(bands: pd.DataFrame, budget: float) -> GroupCurves:
 #: Most points a curve is drawn with (the grid has one per annotation): enough for the eye, and
 #: vector files stay small.
 MAX_POINTS = 400
-#: Above this many strategies besides the baselines, only the :data:`EMPHASISED` best and the
-#: baselines are drawn strong; the rest fade.
-MAX_STRONG = 6
-EMPHASISED = 3
 BAND_NOTE = "bands: 95 % CI over seeds"
 
 
 def _thin(n: int) -> np.ndarray:
     """Indices of at most :data:`MAX_POINTS` points of a curve of ``n``, both ends kept."""
     return np.unique(np.linspace(0, n - 1, min(n, MAX_POINTS)).round().astype(np.int64))
-
-
-def emphasis(strategies: list[str]) -> set[str]:
-    """The strategies drawn strong: every one when few, else the baselines and the first
-    :data:`EMPHASISED` others (``strategies`` come best first)."""
-    others = [s for s in strategies if _base_name(s) not in (RANDOM, ORACLE)]
-    if len(others) <= MAX_STRONG:
-        return set(strategies)
-    return {s for s in strategies if _base_name(s) in (RANDOM, ORACLE)} | set(others[:EMPHASISED])
 
 
 def _x(gc: GroupCurves) -> tuple[np.ndarray, bool]:
@@ -182,37 +154,39 @@ def _curves(
     gc: GroupCurves,
     series: dict[str, tuple[np.ndarray, np.ndarray]],
     order: list[str],
-    styles: dict[str, Style],
-    strong: set[str],
-) -> list[Line2D]:
-    """Each strategy's mean curve with its band (strong ones) or faded without one."""
+    drawn: dict[str, Style],
+) -> dict[str, Line2D]:
+    """Each strategy's mean curve, with its band when its style has one; the line's label is
+    the strategy's label."""
     x, _ = _x(gc)
     keep = _thin(x.size)
-    lines = []
+    lines = {}
     for s in order:
-        st = styles[s]
+        st = drawn[s]
         mean, half = series[s]
-        bold = s in strong
         (line,) = ax.plot(
             x[keep],
             mean[keep],
             color=st.color,
             linestyle=st.linestyle,
-            linewidth=st.linewidth if bold else 1.0,
-            alpha=1.0 if bold else 0.35,
-            zorder=st.zorder if bold else 1.5,
+            linewidth=st.linewidth,
+            alpha=st.alpha,
+            zorder=st.zorder,
+            label=s,
         )
-        if bold:
+        if st.highlighted:  # a white edge: it stands out of whatever it crosses
+            line.set_path_effects([Stroke(linewidth=st.linewidth + 1.4, foreground="white"), Normal()])
+        if st.band:
             ax.fill_between(
                 x[keep],
                 (mean - half)[keep],
                 (mean + half)[keep],
                 color=st.color,
-                alpha=0.15,
+                alpha=0.18 if st.highlighted else 0.13,
                 linewidth=0,
                 zorder=st.zorder - 1,
             )
-        lines.append(line)
+        lines[s] = line
     return lines
 
 
@@ -232,13 +206,14 @@ def _finish_axes(ax: Axes, gc: GroupCurves, ylabel: str) -> None:
     x, in_budget = _x(gc)
     ax.set_xlim(0, x[-1] * 1.015)  # a little room, so the budget line does not sit on the frame
     ax.set_ylabel(ylabel)
-    ax.grid(True, color="0.9", linewidth=0.8)
+    ax.grid(True, color="0.9")
+    ax.tick_params(labelsize=MIN_FONT)
     if not in_budget:
         ax.set_xlabel("expert annotations spent")
         return
     budget = float(gc.budget)
     ax.set_xlabel("share of the budget spent (%)")
-    ax.axvline(100.0, color="0.55", linestyle=":", linewidth=1.2, zorder=1)
+    ax.axvline(100.0, color="0.55", linestyle=":", linewidth=0.9, zorder=1)
 
     def to_annotations(share: Any) -> Any:
         return np.asarray(share, dtype=np.float64) * budget / 100.0
@@ -247,19 +222,20 @@ def _finish_axes(ax: Axes, gc: GroupCurves, ylabel: str) -> None:
         return np.asarray(annotations, dtype=np.float64) * 100.0 / budget
 
     top = ax.secondary_xaxis("top", functions=(to_annotations, to_share))
-    top.set_xlabel("expert annotations spent", fontsize="small")
-    top.tick_params(labelsize="small")
+    top.set_xlabel("expert annotations spent", fontsize=MIN_FONT)
+    top.tick_params(labelsize=MIN_FONT)
 
 
 #: Written beside each PNG, for papers; no dates inside, so unchanged results give unchanged files.
 VECTOR_FORMATS = {"svg": {"Date": None}, "pdf": {"CreationDate": None, "ModDate": None}}
 
 
-def save_figure(fig: Figure, path: Path) -> Path:
-    """The figure as ``path`` (PNG) and, beside it, as SVG and PDF; returns ``path``."""
+def save_figure(fig: Figure, path: Path, *, dpi: float | None = None) -> Path:
+    """The figure as ``path`` (PNG, at ``dpi``, 120 unless given) and, beside it, as SVG and
+    PDF; returns ``path``."""
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=_DPI, format="png", metadata=_PNG_METADATA)
-    with mpl.rc_context({"svg.hashsalt": "alcbench", "svg.fonttype": "path"}):
+        fig.savefig(tmp, dpi=dpi or _DPI, format="png", metadata=_PNG_METADATA)
+    with mpl.rc_context({"svg.hashsalt": "alcbench", "svg.fonttype": "path", "pdf.fonttype": 42}):
         for fmt, metadata in VECTOR_FORMATS.items():
             with atomic_path(path.with_suffix(f".{fmt}")) as tmp:
                 fig.savefig(tmp, format=fmt, metadata=metadata)
@@ -267,94 +243,159 @@ def save_figure(fig: Figure, path: Path) -> Path:
 
 
 def vector_paths(png: Path) -> list[Path]:
-    """The SVG and PDF files :func:`_save` writes beside ``png``."""
+    """The SVG and PDF files :func:`save_figure` writes beside ``png``."""
     return [png.with_suffix(f".{fmt}") for fmt in VECTOR_FORMATS]
 
 
-def plot_accuracy(
-    path: Path, title: str, gc: GroupCurves, rows: pd.DataFrame, styles: dict[str, Style]
-) -> Path:
-    """Label accuracy against the share of the budget spent, one curve per strategy (best AUC
-    first in the legend) with its 95 % CI band; with many strategies the best few and the
-    baselines are drawn strong and the rest fade."""
-    fig = Figure(figsize=_CURVE_SIZE, dpi=_DPI, layout="constrained")
-    ax = fig.add_subplot()
+def legend_lines(labels: Sequence[str]) -> int:
+    """How many text lines the legend entries take."""
+    return sum(str(label).count("\n") + 1 for label in labels)
+
+
+def paper_legend(
+    fig: Figure,
+    handles: Sequence[Any],
+    labels: Sequence[str],
+    title: str,
+    bold: Sequence[bool] = (),
+    ncol: int = 1,
+) -> None:
+    """The figure's legend below its axes, small, the entries of ``bold`` in bold."""
+    legend = fig.legend(
+        handles,
+        labels,
+        loc="outside lower center",
+        ncols=ncol,
+        fontsize=MIN_FONT,
+        frameon=False,
+        title=title,
+        title_fontsize=MIN_FONT,
+        alignment="left",
+        handletextpad=0.6,
+        columnspacing=1.2,
+        borderaxespad=0.2,
+        labelspacing=0.3,
+    )
+    for text, strong in zip(legend.get_texts(), bold, strict=False):
+        if strong:
+            text.set_fontweight("bold")
+
+
+def compact_active(order: Sequence[str], names: Mapping[str, str]) -> tuple[dict[str, str], str]:
+    """The display names of ``order`` with an active run's suffix shortened to ``" (active)"``
+    when every active run of the figure has the same one, and the note that says it
+    (``"active: re-fit every 1000"``; ``""`` when nothing was shortened)."""
+    shown = {s: name_of(names, s) for s in order}
+    suffixes = {split_active(s)[1] for s in order} - {""}
+    if len(suffixes) != 1:
+        return shown, ""
+    suffix = suffixes.pop()
+    detail = suffix.strip().removeprefix("(").removesuffix(")").removeprefix("active, ")
+    return {s: text.replace(suffix, " (active)") for s, text in shown.items()}, f"active: {detail}"
+
+
+def _titled(fig: Figure, title: str, width: int) -> None:
+    fig.suptitle(wrap(title, width), fontsize=8.0, x=0.02, ha="left")
+
+
+def accuracy_figure(
+    title: str,
+    gc: GroupCurves,
+    rows: pd.DataFrame,
+    style_of: dict[str, Style],
+    names: Mapping[str, str] | None = None,
+) -> Figure:
+    """Label accuracy against the share of the budget spent, one curve per strategy with its
+    95 % CI band, one column wide; the legend below gives each strategy's AUC and display
+    name (``names``), the highlighted ones first and in bold, then the rest best AUC first.
+    With many strategies the best few and the baselines are drawn strong and the rest fade."""
     order = [str(s) for s in rows["strategy"]]
-    strong = emphasis(order)
-    handles = _curves(ax, gc, gc.accuracy, order, styles, strong)
+    names, active = compact_active(order, names or {})
+    drawn = strategy_styles(order, base=style_of)
+    legend = legend_order(order, drawn)
     same = same_curves(gc.accuracy, order)
+    auc = {str(r.strategy): format_pm(r.auc_mean, r.auc_ci, 4) for r in rows.itertuples(index=False)}
     labels = [
-        f"{format_pm(r.auc_mean, r.auc_ci, 4)}   {r.strategy}"
-        + (f"  (= {same[str(r.strategy)]})" if str(r.strategy) in same else "")
-        for r in rows.itertuples(index=False)
+        wrap(
+            f"{auc[s]}  {name_of(names, s)}" + (f" (= {name_of(names, same[s])})" if s in same else ""),
+            LEGEND_CHARS,
+        )
+        for s in legend
     ]
-    _finish_axes(ax, gc, "label accuracy (%)")
-    fig.suptitle(title.replace(" — ", "\n", 1), fontsize="medium", x=0.01, ha="left")
-    bottom, top = ax.get_ylim()
-    ax.set_ylim(bottom, min(top, 100.5))  # a CI band may poke past 100 %; accuracy cannot
-    faded = "" if len(strong) == len(order) else f"; faded: below the best {EMPHASISED}"
-    _legend(fig, handles, labels, f"AUC (mean ± 95 % CI)   strategy\n({BAND_NOTE}{faded})")
-    return save_figure(fig, path)
+    note = f"AUC (mean ± 95 % CI), strategy; {BAND_NOTE}" + (f"; {active}" if active else "")
+    if faded(drawn):
+        note += f"; faded: below the best {EMPHASISED}"
+    note = wrap(note, LEGEND_CHARS + 4)
+    heading = wrap(title, TITLE_CHARS)
+    height = 2.75 + 0.13 * heading.count("\n") + 0.125 * (legend_lines(labels) + legend_lines([note]))
+    with mpl.rc_context(PAPER_RC):
+        fig = Figure(figsize=(NARROW, height), dpi=PAPER_DPI, layout="constrained")
+        ax = fig.add_subplot()
+        lines = _curves(ax, gc, gc.accuracy, order, drawn)
+        _finish_axes(ax, gc, "label accuracy (%)")
+        bottom, top = ax.get_ylim()
+        ax.set_ylim(bottom, min(top, 100.5))  # a CI band may poke past 100 %; accuracy cannot
+        _titled(fig, title, TITLE_CHARS)
+        paper_legend(fig, [lines[s] for s in legend], labels, note, [drawn[s].highlighted for s in legend])
+    return fig
+
+
+def mislabelled_figure(
+    title: str,
+    gc: GroupCurves,
+    rows: pd.DataFrame,
+    style_of: dict[str, Style],
+    names: Mapping[str, str] | None = None,
+) -> Figure:
+    """Mislabelled samples left against the share of the budget spent, clear and ambiguous
+    samples in two panels (two columns wide), each curve with its 95 % CI band."""
+    order = [str(s) for s in rows["strategy"]]
+    names, active = compact_active(order, names or {})
+    drawn = strategy_styles(order, base=style_of)
+    legend = legend_order(order, drawn)
+    labels = [wrap(name_of(names, s), 34) for s in legend]
+    ncol = 3 if len(legend) > 2 else max(len(legend), 1)
+    rows_needed = -(-legend_lines(labels) // ncol)
+    heading = wrap(title, 2 * TITLE_CHARS)
+    height = 2.7 + 0.13 * heading.count("\n") + 0.13 * (rows_needed + 1)
+    with mpl.rc_context(PAPER_RC):
+        fig = Figure(figsize=(WIDE, height), dpi=PAPER_DPI, layout="constrained")
+        axes = fig.subplots(1, 2)
+        lines: dict[str, Line2D] = {}
+        for ax, (series, name) in zip(axes, ((gc.clear, "clear"), (gc.ambiguous, "ambiguous")), strict=True):
+            lines = _curves(ax, gc, series, order, drawn)
+            _finish_axes(ax, gc, f"{name} samples still mislabelled")
+            ax.set_ylim(bottom=0)
+            ax.set_title(f"{name} samples (true label entropy {'≤' if name == 'clear' else '>'} 0.3)")
+        _titled(fig, title, 2 * TITLE_CHARS)
+        note = f"strategy (highlighted first, then by AUC); {BAND_NOTE}" + (f"; {active}" if active else "")
+        paper_legend(
+            fig, [lines[s] for s in legend], labels, note, [drawn[s].highlighted for s in legend], ncol=ncol
+        )
+    return fig
+
+
+def plot_accuracy(
+    path: Path,
+    title: str,
+    gc: GroupCurves,
+    rows: pd.DataFrame,
+    style_of: dict[str, Style],
+    names: Mapping[str, str] | None = None,
+) -> Path:
+    """:func:`accuracy_figure` written to ``path`` (PNG, SVG, PDF)."""
+    with mpl.rc_context(PAPER_RC):
+        return save_figure(accuracy_figure(title, gc, rows, style_of, names), path, dpi=PAPER_DPI)
 
 
 def plot_mislabelled(
-    path: Path, title: str, gc: GroupCurves, rows: pd.DataFrame, styles: dict[str, Style]
+    path: Path,
+    title: str,
+    gc: GroupCurves,
+    rows: pd.DataFrame,
+    style_of: dict[str, Style],
+    names: Mapping[str, str] | None = None,
 ) -> Path:
-    """Mislabelled samples left against the share of the budget spent, clear and ambiguous
-    samples in two panels, each curve with its 95 % CI band."""
-    fig = Figure(figsize=(_CURVE_SIZE[0], 5.0), dpi=_DPI, layout="constrained")
-    axes = fig.subplots(1, 2)
-    order = [str(s) for s in rows["strategy"]]
-    strong = emphasis(order)
-    handles: list[Line2D] = []
-    for ax, (series, name) in zip(axes, ((gc.clear, "clear"), (gc.ambiguous, "ambiguous")), strict=True):
-        handles = _curves(ax, gc, series, order, styles, strong)
-        _finish_axes(ax, gc, f"{name} samples still mislabelled")
-        ax.set_ylim(bottom=0)
-        ax.set_title(
-            f"{name} samples (true label entropy {'≤' if name == 'clear' else '>'} 0.3)", fontsize="small"
-        )
-    fig.suptitle(title.replace(" — ", "\n", 1), fontsize="medium", x=0.01, ha="left")
-    _legend(fig, handles, order, f"strategy (by AUC)\n({BAND_NOTE})")
-    return save_figure(fig, path)
-
-
-def _legend(fig: Figure, handles: list[Line2D], labels: list[str], title: str) -> None:
-    fig.legend(
-        handles,
-        labels,
-        loc="outside right upper",
-        fontsize="small",
-        frameon=False,
-        title=title,
-        title_fontsize="small",
-        alignment="left",
-    )
-
-
-def plot_overview(path: Path, panels: list[tuple[str, pd.DataFrame]], styles: dict[str, Style]) -> Path:
-    """AUC of every strategy as a point with its 95 % CI whisker, one panel per group (its
-    title and its :func:`benchmark.results.leaderboard.leaderboard` rows), best strategy on top."""
-    heights = [0.3 * len(rows) + 0.9 for _, rows in panels]
-    fig = Figure(figsize=(9.0, sum(heights) + 0.4), dpi=_DPI, layout="constrained")
-    axes = fig.subplots(len(panels), 1, squeeze=False, height_ratios=heights)[:, 0]
-    for ax, (title, rows) in zip(axes, panels, strict=True):
-        means = rows["auc_mean"].to_numpy(np.float64)
-        cis = np.nan_to_num(rows["auc_ci"].to_numpy(np.float64), nan=0.0)
-        y = np.arange(len(rows))[::-1]
-        for yi, m, c, s in zip(y, means, cis, rows["strategy"], strict=True):
-            colour = styles[str(s)].color
-            ax.errorbar(
-                m, yi, xerr=c, fmt="o", color=colour, ecolor=colour, elinewidth=1.4, capsize=3, markersize=5
-            )
-            ax.text(m + c, yi + 0.22, f" {m:.4f}", va="bottom", fontsize="x-small", color="0.25")
-        lo, hi = float(np.min(means - cis)), float(np.max(means + cis))
-        pad = max(0.06 * (hi - lo), 0.002)
-        ax.set_yticks(y, [str(s) for s in rows["strategy"]], fontsize="small")
-        ax.set_ylim(-0.7, len(rows) - 0.3)
-        ax.set_xlim(lo - pad, hi + 3 * pad)
-        ax.set_title(title.replace(" — ", "\n", 1), fontsize="small", loc="left")
-        ax.grid(True, axis="x", color="0.9", linewidth=0.8)
-        ax.set_axisbelow(True)
-    axes[-1].set_xlabel("AUC (points: mean over seeds; whiskers: 95 % CI)")
-    return save_figure(fig, path)
+    """:func:`mislabelled_figure` written to ``path`` (PNG, SVG, PDF)."""
+    with mpl.rc_context(PAPER_RC):
+        return save_figure(mislabelled_figure(title, gc, rows, style_of, names), path, dpi=PAPER_DPI)

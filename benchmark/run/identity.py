@@ -17,6 +17,10 @@ seed, target, re-fit interval); its hash names the cell's files and rows. The *i
   whose re-fits are part of the result;
 - the versions of NumPy and cleanlab, whose numerics the strategies use.
 
+A plugin's ``display_name`` methods (how it is named in titles and legends) change no number:
+their source is left out of every code fingerprint (:func:`without_presentation`), so giving a
+plugin a display name, or changing one, keeps its cells.
+
 ``alcbench suite`` keeps a committed row whose identity still matches and runs only the cells
 whose identity is new or changed (:func:`benchmark.run.runner.execute`); ``make reproduce``
 re-runs them all and checks that the numbers equal the committed ones.
@@ -24,6 +28,7 @@ re-runs them all and checks that the numbers equal the committed ones.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import importlib.metadata
 import json
@@ -45,6 +50,8 @@ PACKAGE = Path(benchmark.__file__).resolve().parent
 SIMULATION_CODE = ("simulation", "plugins.py", "task.py")
 #: ... and those of the learners, which an active run's re-fits also depend on.
 LEARNER_CODE = ("learners", "posteriors/crossfit.py", "posteriors/folds.py")
+#: Methods that only say how a plugin is shown: no part of a code fingerprint.
+PRESENTATION = frozenset({"display_name"})
 
 
 def _digest(parts: Iterable[bytes]) -> str:
@@ -66,7 +73,31 @@ def _sources(names: Iterable[str]) -> list[Path]:
 def code_fingerprint(names: tuple[str, ...]) -> str:
     """The fingerprint of the sources of the package's files and folders ``names``."""
     files = _sources(names)
-    return _digest([str(p.relative_to(PACKAGE)).encode() for p in files] + [p.read_bytes() for p in files])
+    return _digest(
+        [str(p.relative_to(PACKAGE)).encode() for p in files]
+        + [without_presentation(p.read_bytes()) for p in files]
+    )
+
+
+def without_presentation(source: bytes) -> bytes:
+    """``source`` without its :data:`PRESENTATION` functions (each with its decorators and the
+    blank lines just above it), so that adding one gives back the file's bytes as they were
+    before it. Source that does not parse is kept whole."""
+    if not any(f"def {name}".encode() in source for name in PRESENTATION):
+        return source
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return source
+    lines = source.splitlines(keepends=True)
+    drop: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name in PRESENTATION:
+            start = min([node.lineno, *(d.lineno for d in node.decorator_list)]) - 1
+            while start > 0 and not lines[start - 1].strip():
+                start -= 1
+            drop.update(range(start, node.end_lineno or node.lineno))
+    return b"".join(line for i, line in enumerate(lines) if i not in drop)
 
 
 @cache
@@ -94,7 +125,7 @@ def plugin_fingerprint(kind: str, name: str) -> str:
 def _file_digest(path: str, mtime_ns: int, size: int) -> str:
     """The fingerprint of a file's bytes (cached while its time stamp and size stay)."""
     try:
-        return _digest([Path(path).read_bytes()])
+        return _digest([without_presentation(Path(path).read_bytes())])
     except OSError:
         return ""
 
