@@ -25,7 +25,8 @@
   document.querySelectorAll("table.sortable").forEach(function (table) {
     Array.prototype.forEach.call(table.tHead.rows[0].cells, function (th, index) {
       th.classList.add("sortable");
-      th.setAttribute("title", "sort by this column");
+      var full = th.getAttribute("title");
+      th.setAttribute("title", (full ? full + " (" : "") + "click to sort" + (full ? ")" : ""));
       th.addEventListener("click", function () { sortBy(table, index, th); });
     });
   });
