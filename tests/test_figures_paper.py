@@ -11,6 +11,7 @@ user's strategy, ``label_margin``, loaded from a plugin folder, whose AUC is the
 from __future__ import annotations
 
 import ast
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -50,20 +51,12 @@ BUILTINS = [
     "bald",
     "random",
 ]
-LABEL_MARGIN = """
-import numpy as np
-
-from benchmark.plugins import Param, ScoringContext, Strategy
-
-
-class LabelMargin(Strategy):
-    name = "label_margin"
-    description = "A user's strategy."
-    parameters = {"doubt_weight": Param([0, 1], type=int)}
-
-    def score(self, ctx: ScoringContext) -> np.ndarray:
-        return np.zeros(ctx.n_samples)
-"""
+#: The README's example strategy, as a user saves it.
+LABEL_MARGIN = re.search(
+    r"<!-- strategy-example -->\s*```python\n(.*?)```",
+    (Path(__file__).resolve().parent.parent / "README.md").read_text(),
+    re.S,
+).group(1)  # type: ignore[union-attr]
 
 
 def tables(
@@ -440,7 +433,9 @@ def test_a_display_name_is_no_part_of_a_cell_s_identity(user_plugin: Path) -> No
     registry.refresh()
     assert names.strategy_name(USER) == "Label margin"
     assert identity.plugin_fingerprint("strategy", "label_margin") == before
-    path.write_text(LABEL_MARGIN.replace("np.zeros", "np.ones"))
+    edited = LABEL_MARGIN.replace("p.max(axis=1) - current", "p.max(axis=1) - 2 * current")
+    assert edited != LABEL_MARGIN
+    path.write_text(edited)
     registry.refresh()
     assert identity.plugin_fingerprint("strategy", "label_margin") != before
     source = LABEL_MARGIN.encode()
