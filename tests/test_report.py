@@ -281,8 +281,12 @@ def test_markdown_has_a_section_per_group_and_lists_failed_and_skipped_cells(
     written: tuple[Path, list[Path]],
 ) -> None:
     md = (written[0] / "leaderboard.md").read_text(encoding="utf-8")
-    assert f"## {DATASET} — learner {TRUTH} (N=1000, 20.0 % noise, budget 200)" in md
-    assert f"## {DATASET} — learner {FILE} (N=1000, 20.0 % noise, budget 200)" in md
+    # each group under its display name, with its specs beside it
+    assert (
+        "## toy[noise=0.2] (20.0 % noise) — true label distribution (upper bound) (N = 1000, budget 200)"
+        in md
+    )
+    assert f"`{DATASET}` · `{TRUTH}`" in md and f"`{DATASET}` · `{FILE}`" in md
     assert f"`{EQ2}` seed 2: failed — CUDA out of memory" in md
     assert "Traceback" not in md  # only the first line of an error
     assert "`bald` seed 0: skipped — strategy bald requires stochastic posteriors" in md
@@ -311,7 +315,7 @@ def test_group_without_successful_runs_still_gets_a_section(tmp_path: Path) -> N
     assert "## Not run, and why" in md
     assert "learner smallcnn (N=1000, 20.0 % noise, budget 200): no successful runs" in md
     assert "  - `random` seed 0: failed — no images" in md
-    assert md.index("## Not run, and why") > md.index(f"learner {FILE}")  # after every table
+    assert md.index("## Not run, and why") > md.index(f"`{FILE}`")  # after every table
 
 
 def test_write_report_twice_gives_identical_bytes(written: tuple[Path, list[Path]], tmp_path: Path) -> None:

@@ -417,3 +417,22 @@ def test_the_head_limits_blas_to_one_thread_and_restores_it() -> None:
         mp.setattr(_linear_head, "_train", spy)
         train_head(x, y, 3, epochs=1, lr=0.01, weight_decay=1e-3, dropout=0.2, seed=0)
     assert all(n == 1 for n in seen[0]) and blas_threads() == before
+
+
+def test_an_index_that_names_an_encoder_stored_in_another_folder_is_followed(tmp_path, monkeypatch):
+    # A command's write folder may hold an index entry (written when it read the features)
+    # whose encoder file lies in a read folder, the shipped posteriors: the features are read
+    # from there, never a missing file in the write folder.
+    from benchmark import registry
+    from benchmark.posteriors.cache import SHIPPED_POSTERIORS, use_cache_dirs
+
+    monkeypatch.delenv("ALCBENCH_DATA", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))  # no images anywhere
+    shipped = SHIPPED_POSTERIORS / "ssl" / "encoders" / "index.json"
+    write = tmp_path / "cache"
+    (write / "ssl" / "encoders").mkdir(parents=True)
+    (write / "ssl" / "encoders" / "index.json").write_bytes(shipped.read_bytes())
+    use_cache_dirs(write, [SHIPPED_POSTERIORS])
+    task = registry.create("dataset", "cifar10h[temperature=2]").load()
+    post = registry.create("learner", "ssl").refit(task, task.noisy_labels, seed=0, progress=False)
+    assert post.probs.shape == (task.n_samples, task.n_classes)

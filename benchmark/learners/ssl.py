@@ -342,17 +342,16 @@ class SelfSupervised(TorchLearner):
 
     def _indexed_features(self, task: CleaningTask, settings: Any) -> tuple[np.ndarray, str] | None:
         write_dir, read_dirs = encoder_dirs()
-        for folder in [write_dir, *read_dirs]:
-            index = folder / INDEX
-            if not index.exists():
-                continue
-            key = json.loads(index.read_text()).get(index_key(task, settings))
-            if key is None:
-                continue
-            with np.load(folder / f"{key}.npz") as stored:
-                features = np.asarray(stored["features"], dtype=np.float32)
-            if features.shape[0] == task.n_samples and np.isfinite(features).all():
-                return features, str(key)
+        folders = [write_dir, *read_dirs]
+        indexes = [f / INDEX for f in folders if (f / INDEX).exists()]
+        keys = dict.fromkeys(json.loads(i.read_text()).get(index_key(task, settings)) for i in indexes)
+        # a folder's index may name an encoder stored in another folder (the shipped one)
+        for path in (f / f"{key}.npz" for key in keys if key is not None for f in folders):
+            if path.is_file():
+                with np.load(path) as stored:
+                    features = np.asarray(stored["features"], dtype=np.float32)
+                if features.shape[0] == task.n_samples and np.isfinite(features).all():
+                    return features, path.stem
         return None
 
     def features(self, images: np.ndarray) -> np.ndarray:

@@ -229,7 +229,14 @@ def sections(
 def _markdown(sections: list[Section], has_plots: set[str]) -> str:
     parts = ["# Leaderboard", "", PREAMBLE, ""]
     for s in (s for s in sections if len(s.table)):
-        parts += [f"## {s.title}", "", markdown_table(s.table), ""]
+        parts += [
+            f"## {s.display_title}",
+            "",
+            f"`{s.dataset}` · `{s.learner}`",
+            "",
+            markdown_table(s.table),
+            "",
+        ]
         if s.file_name in has_plots:
             parts += [
                 f"![label accuracy against annotations](plots/{s.file_name}.png)",
@@ -272,8 +279,8 @@ def _html(sections: list[Section], has_plots: set[str]) -> str:
         f'<p class="note">{html.escape(PREAMBLE)}</p>',
     ]
     for s in (s for s in sections if len(s.table)):
-        parts.append(f"<h2>{html.escape(s.title)}</h2>")
-        parts.append(s.table.to_html(index=False, border=0, escape=True))
+        spec = f"<p><code>{html.escape(s.dataset)}</code> · <code>{html.escape(s.learner)}</code></p>"
+        parts += [f"<h2>{html.escape(s.display_title)}</h2>{spec}", s.table.to_html(index=False, border=0)]
         if s.file_name in has_plots:
             parts += [
                 f'<p><img src="plots/{html.escape(s.file_name)}.png" alt="label accuracy against '

@@ -397,7 +397,8 @@ def group_page(
         parts.append("<h2>Failed or skipped cells</h2><ul>")
         parts += [f"<li>{_e(f.replace('`', ''))}</li>" for f in section.failures]
         parts.append('</ul><p><a href="skipped.html">Full reasons</a></p>')
-    return Page(f"group-{section.file_name}.html", section.title, "\n".join(parts))
+    spec = f"<p class=spec><code>{_e(section.dataset)}</code> · <code>{_e(section.learner)}</code></p>"
+    return Page(f"group-{section.file_name}.html", section.display_title, "\n".join([spec, *parts]))
 
 
 def _figure(stem: str, caption: str) -> str:

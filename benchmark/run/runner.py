@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -28,6 +29,7 @@ from benchmark import registry
 from benchmark.config import DEFAULT_TARGET_ACCURACY, CellConfig, Source
 from benchmark.dataroot import DataNotFoundError
 from benchmark.plugins import Posteriors, ScoringContext, Strategy, parse_spec
+from benchmark.posteriors.cache import CACHE_DIRS_ENV
 from benchmark.results.tables import finished_row, provenance, task_columns, write_cell
 from benchmark.run import identity
 from benchmark.run.engines import DEFAULT_RETRIES, Engine
@@ -328,6 +330,7 @@ def execute(
         calls = (
             delayed(_run_cell_with_threads)(
                 threads,
+                os.environ.get(CACHE_DIRS_ENV, ""),
                 c,
                 # an active cell re-fits its learner, which reads the images
                 plan.tasks[c.dataset] if c.active_every else light[c.dataset],
@@ -369,10 +372,22 @@ def _cells_on_engine(
             yield result
 
 
-def _run_cell_with_threads(threads: int, *args: Any) -> dict[str, Any]:
-    """:func:`run_cell` with its learner re-fits limited to ``threads`` CPU threads."""
-    with threads_for_fits(threads):
-        return run_cell(*args)
+def _run_cell_with_threads(threads: int, cache_dirs: str, *args: Any) -> dict[str, Any]:
+    """:func:`run_cell` with its learner re-fits limited to ``threads`` CPU threads and reading
+    what learners store beside their posteriors from the command's cache folders
+    (``cache_dirs``, :func:`~benchmark.posteriors.cache.use_cache_dirs`): a worker process that
+    outlives one command, as joblib's reusable workers do, must not use the folders of the
+    command that started it."""
+    previous = os.environ.get(CACHE_DIRS_ENV)
+    os.environ[CACHE_DIRS_ENV] = cache_dirs
+    try:
+        with threads_for_fits(threads):
+            return run_cell(*args)
+    finally:
+        if previous is None:
+            os.environ.pop(CACHE_DIRS_ENV, None)
+        else:
+            os.environ[CACHE_DIRS_ENV] = previous
 
 
 def _unavailable_row(
