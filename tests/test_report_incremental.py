@@ -173,3 +173,23 @@ def test_publish_twice_rewrites_nothing_and_a_change_rewrites_what_shows_it(tmp_
     assert {Path(rel).name for rel in touched if rel.endswith(".png")} == TRUTH_FIGURES | ACROSS
     assert "group-toy_noise_0.2__truth.html" in touched
     assert "group-toy_noise_0.2__file_post.npy.html" not in touched
+
+
+def test_a_clone_elsewhere_with_another_data_root_finds_the_site_up_to_date(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # make benchmark on a fresh clone: another folder, no data root (or another one); the
+    # committed site must stay as it is, its manifest included
+    here = tmp_path / "here" / "results"
+    here.mkdir(parents=True)
+    runs, curves = make_tables()
+    runs.to_parquet(here / "runs.parquet")
+    curves.to_parquet(here / "curves.parquet")
+    monkeypatch.setenv("ALCBENCH_DATA", str(tmp_path / "some" / "data"))
+    publish(here, here / "site")
+    clone = tmp_path / "elsewhere" / "results"
+    shutil.copytree(here, clone)
+    monkeypatch.setenv("ALCBENCH_DATA", str(tmp_path / "other" / "root"))
+    before = snapshot(clone)
+    assert list(publish(clone, clone / "site")) == []
+    assert changed(before, snapshot(clone)) == set()

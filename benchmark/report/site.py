@@ -75,8 +75,10 @@ def publish(
     footer = page_footer(runs)
     report_manifest = results_dir / "plots" / MANIFEST
     prefixes = machine_prefixes()
+    # the machine's folders are not part of the key: a clone elsewhere, with another data root,
+    # finds the site up to date (its pages name no machine's folder, whichever wrote them)
     key = incremental.digest(
-        inputs, report_manifest.read_bytes() if report_manifest.is_file() else None, footer, prefixes
+        inputs, report_manifest.read_bytes() if report_manifest.is_file() else None, footer
     )
     manifest = Manifest(site_dir / MANIFEST, site_dir)
     if manifest.up_to_date(key):
