@@ -121,11 +121,12 @@ def execute_on(
     # a suite over some plugins only, adds or replaces the rows of what it ran and keeps the
     # others; a whole suite keeps its own rows only, and --prune asks for that anywhere.
     merge = not (args.prune or (suite and not (args.datasets or args.strategies or args.learners)))
+    gone = _gone_rows(committed) if committed is not None else set()
     up_to_date = (
         committed is not None
         and not ran
         and (merge or set(committed["config_hash"]) == {r["config_hash"] for r in rows})
-        and not _gone_rows(committed)
+        and not gone
     )
     with tables.locked(args.out):
         if args.prune:
@@ -143,7 +144,6 @@ def execute_on(
             update = tables.TableUpdate(runs, curves, 0, runs.iloc[:0], runs.iloc[:0])
             dropped = refit_timings = pd.DataFrame()
         else:
-            gone = _gone_rows(committed) if committed is not None else set()
             update = tables.write_tables(args.out, rows, merge=merge, reused=kept_here, leave=gone)
             # the side tables keep the rows of the earlier runs the tables keep
             kept = set(update.runs["config_hash"]) - {r["config_hash"] for r in ran}
@@ -226,32 +226,37 @@ def execute_on(
     return 1 if len(failed) or preload_failures else 0
 
 
-def _gone_rows(runs: Any) -> set[str]:
-    """Config hashes of the rows of ``runs`` whose dataset, learner or strategy plugin no longer
-    exists: they leave the tables whatever the command."""
-    gone = set()
-    for kind, column in (("dataset", "dataset"), ("learner", "learner"), ("strategy", "strategy_spec")):
+#: The run-table column that names each kind of plugin.
+PLUGIN_COLUMNS = (("dataset", "dataset"), ("learner", "learner"), ("strategy", "strategy_spec"))
+
+
+def _gone(runs: Any) -> dict[str, dict[str, str]]:
+    """Per kind, the rows of ``runs`` (config hash -> plugin name) whose plugin of that kind no
+    longer exists; posteriors files (``file:...``) are no plugins."""
+    gone: dict[str, dict[str, str]] = {}
+    for kind, column in PLUGIN_COLUMNS:
         if column not in runs.columns:
             continue
         known = registry.discover(kind)
         for spec, h in zip(runs[column], runs["config_hash"], strict=True):
             name = spec.split("[", 1)[0].strip() if isinstance(spec, str) else ""
             if name and not name.startswith("file:") and name not in known:
-                gone.add(h)
+                gone.setdefault(kind, {})[h] = name
     return gone
+
+
+def _gone_rows(runs: Any) -> set[str]:
+    """Config hashes of the rows of ``runs`` whose dataset, learner or strategy plugin no longer
+    exists: they leave the tables whatever the command."""
+    return {h for rows in _gone(runs).values() for h in rows}
 
 
 def _gone_plugins(dropped: Any) -> list[str]:
     """Lines naming the plugins of the dropped rows that no longer exist."""
-    lines = []
-    for kind, column in (("dataset", "dataset"), ("learner", "learner"), ("strategy", "strategy_spec")):
-        if column not in dropped.columns:
-            continue
-        names = {str(spec).split("[", 1)[0].strip() for spec in dropped[column].dropna()}
-        gone = sorted(n for n in names if not n.startswith("file:") and n not in registry.discover(kind))
-        if gone:
-            lines.append(f"their {kind} plugins no longer exist: {', '.join(gone)}")
-    return lines
+    return [
+        f"their {kind} plugins no longer exist: {', '.join(sorted(set(rows.values())))}"
+        for kind, rows in _gone(dropped).items()
+    ]
 
 
 def _downstream(
@@ -271,6 +276,7 @@ def _downstream(
     (their label snapshots, in cell files, need not be here)."""
     from benchmark.downstream.models import RETRAIN_MODELS
     from benchmark.downstream.report import TRAINING_CSV, merge_downstream, write_downstream
+    from benchmark.downstream.selection import NOISY, TRUE
     from benchmark.downstream.training import run_downstream
     from benchmark.run.suite import downstream_groups
 
@@ -294,7 +300,7 @@ def _downstream(
         redo = [h in ran or key not in have for h, key in zip(mine["config_hash"], keys, strict=True)]
         todo = mine[redo]
         keep = {key for key, r in zip(keys, redo, strict=True) if not r}
-        if not len(todo) and have <= keep | {k for k in have if k[2] in ("noisy labels", "true labels")}:
+        if not len(todo) and have <= keep | {k for k in have if k[2] in (NOISY, TRUE)}:
             return [f"downstream: up to date ({len(keep)} runs' rows kept in {out / 'downstream'})"]
     result = run_downstream(
         out, todo, tasks, groups, model=RETRAIN_MODELS[model], progress=progress, jobs=jobs

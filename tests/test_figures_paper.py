@@ -131,8 +131,8 @@ def captured(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[Path, Figur
         return save(fig, path, **kw)
 
     monkeypatch.setattr(report_figures, "available_cores", lambda: 1)
-    for module in (plots, overview, downstream_figures):
-        monkeypatch.setattr(module, "save_figure", keep)
+    # every paper figure (curves, overviews, downstream) is saved by plots.save_paper_figure
+    monkeypatch.setattr(plots, "save_figure", keep)
     yield found
 
 

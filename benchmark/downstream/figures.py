@@ -25,7 +25,15 @@ from matplotlib.figure import Figure
 from benchmark.downstream.selection import NOISY, TRUE
 from benchmark.results.leaderboard import ORACLE, RANDOM
 from benchmark.results.names import name_of, wrap
-from benchmark.results.plots import NARROW, PAPER_DPI, PAPER_RC, TITLE_CHARS, WIDE, paper_legend, save_figure
+from benchmark.results.plots import (
+    NARROW,
+    PAPER_DPI,
+    PAPER_RC,
+    TITLE_CHARS,
+    WIDE,
+    paper_legend,
+    save_paper_figure,
+)
 from benchmark.results.styles import Style, styles
 
 #: How many strategies besides Random and the highlighted ones a figure draws.
@@ -180,7 +188,7 @@ def plot_training(
     names: Names | None = None,
 ) -> Path:
     """:func:`training_figure` written to ``path`` (PNG, SVG, PDF)."""
-    return _save(lambda: training_figure(dataset, t, style, names), path)
+    return save_paper_figure(lambda: training_figure(dataset, t, style, names), path)
 
 
 def plot_selection(
@@ -191,10 +199,4 @@ def plot_selection(
     names: Names | None = None,
 ) -> Path:
     """:func:`selection_figure` written to ``path`` (PNG, SVG, PDF)."""
-    return _save(lambda: selection_figure(dataset, s, style, names), path)
-
-
-def _save(build: Any, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with mpl.rc_context(PAPER_RC):
-        return save_figure(build(), path, dpi=PAPER_DPI)
+    return save_paper_figure(lambda: selection_figure(dataset, s, style, names), path)

@@ -25,7 +25,15 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 from benchmark.results.names import name_of, split_active, wrap
-from benchmark.results.plots import MIN_FONT, NARROW, PAPER_DPI, PAPER_RC, WIDE, paper_legend, save_figure
+from benchmark.results.plots import (
+    MIN_FONT,
+    NARROW,
+    PAPER_DPI,
+    PAPER_RC,
+    WIDE,
+    paper_legend,
+    save_paper_figure,
+)
 from benchmark.results.styles import Style
 
 #: A page's height (inches).
@@ -178,5 +186,4 @@ def plot_overview(
     row: float | None = None,
 ) -> Path:
     """:func:`overview_figure` written to ``path`` (PNG, SVG, PDF)."""
-    with mpl.rc_context(PAPER_RC):
-        return save_figure(overview_figure(title, panels, styles, names, order, row), path, dpi=PAPER_DPI)
+    return save_paper_figure(lambda: overview_figure(title, panels, styles, names, order, row), path)

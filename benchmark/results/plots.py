@@ -16,7 +16,7 @@ named by their display names (:mod:`benchmark.results.names`) where the caller g
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -242,6 +242,14 @@ def save_figure(fig: Figure, path: Path, *, dpi: float | None = None) -> Path:
     return path
 
 
+def save_paper_figure(build: Callable[[], Figure], path: Path) -> Path:
+    """The figure ``build()`` draws, made and saved under :data:`PAPER_RC` at :data:`PAPER_DPI`
+    with :func:`save_figure`; returns ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with mpl.rc_context(PAPER_RC):
+        return save_figure(build(), path, dpi=PAPER_DPI)
+
+
 def vector_paths(png: Path) -> list[Path]:
     """The SVG and PDF files :func:`save_figure` writes beside ``png``."""
     return [png.with_suffix(f".{fmt}") for fmt in VECTOR_FORMATS]
@@ -384,8 +392,7 @@ def plot_accuracy(
     names: Mapping[str, str] | None = None,
 ) -> Path:
     """:func:`accuracy_figure` written to ``path`` (PNG, SVG, PDF)."""
-    with mpl.rc_context(PAPER_RC):
-        return save_figure(accuracy_figure(title, gc, rows, style_of, names), path, dpi=PAPER_DPI)
+    return save_paper_figure(lambda: accuracy_figure(title, gc, rows, style_of, names), path)
 
 
 def plot_mislabelled(
@@ -397,5 +404,4 @@ def plot_mislabelled(
     names: Mapping[str, str] | None = None,
 ) -> Path:
     """:func:`mislabelled_figure` written to ``path`` (PNG, SVG, PDF)."""
-    with mpl.rc_context(PAPER_RC):
-        return save_figure(mislabelled_figure(title, gc, rows, style_of, names), path, dpi=PAPER_DPI)
+    return save_paper_figure(lambda: mislabelled_figure(title, gc, rows, style_of, names), path)
