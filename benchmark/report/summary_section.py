@@ -22,10 +22,11 @@ from typing import Any
 import matplotlib.style
 import pandas as pd
 
-from benchmark import _plugins, registry
+from benchmark import registry
 from benchmark.results import incremental, summary
 from benchmark.results.incremental import Manifest, figure_files
 from benchmark.results.leaderboard import is_finite
+from benchmark.results.names import is_user_strategy
 from benchmark.results.plots import markdown_table
 from benchmark.results.summary_plot import plot_summary
 
@@ -62,19 +63,16 @@ NOTE = (
 
 
 def builtin_strategies() -> frozenset[str]:
-    """Names of the strategy plugins shipped with alcbench (the project's ``strategies/``, or
-    their copies inside an installed package) that do not read the truth."""
-    shipped = (_plugins.builtin_root() / "strategies").resolve()
-    names = set()
-    for name, info in registry.discover("strategy").items():
-        if info.cls is None or info.origin.startswith("entry point"):
-            continue
-        path = Path(info.origin).resolve()
-        if (path.parent == shipped or registry.ENGINE_ROOT in path.parents) and "truth" not in getattr(
-            info.cls, "requires", ()
-        ):
-            names.add(name)
-    return frozenset(names)
+    """Names of the registered strategy plugins this project ships
+    (:func:`benchmark.results.names.is_user_strategy` is false: the rule the figures highlight
+    by) that do not read the truth."""
+    return frozenset(
+        name
+        for name, info in registry.discover("strategy").items()
+        if info.cls is not None
+        and not is_user_strategy(name)
+        and "truth" not in getattr(info.cls, "requires", ())
+    )
 
 
 @dataclass(frozen=True)
